@@ -1,0 +1,46 @@
+"""ocimodel: machine learning models as signed, versioned artifacts in any OCI registry.
+
+The Python verbs mirror the CLI: :func:`push`, :func:`pull`, :func:`inspect`, :func:`tags`.
+Imports are lazy so that ``import ocimodel`` (and ``ocimodel --help``) stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "push": "ocimodel.api",
+    "pull": "ocimodel.api",
+    "inspect": "ocimodel.api",
+    "tags": "ocimodel.api",
+    "login": "ocimodel.api",
+    "logout": "ocimodel.api",
+    "Client": "ocimodel.api",
+    "PushResult": "ocimodel.api",
+    "PullResult": "ocimodel.api",
+    "InspectResult": "ocimodel.api",
+    "Reference": "ocimodel.reference",
+    "ModelConfig": "ocimodel.config",
+    "RegistryClient": "ocimodel.registry.client",
+    "OcimodelError": "ocimodel.errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import Client, InspectResult, PullResult, PushResult, inspect, login, logout, pull, push, tags
+    from .config import ModelConfig
+    from .errors import OcimodelError
+    from .reference import Reference
+    from .registry.client import RegistryClient
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ocimodel' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
