@@ -1,0 +1,38 @@
+# The two commands: `make demo` and `make test`. Both set themselves up on a fresh
+# Debian machine: a virtual environment with the package, and the docker-registry binary.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench registry-binary clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# docker-registry (CNCF distribution 2.8.2) is a Debian package; install it when we can.
+registry-binary:
+	@if ! command -v docker-registry >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing docker-registry with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; \
+	  else \
+	    echo "error: the docker-registry binary is missing: run 'sudo apt-get install docker-registry' (Debian/Ubuntu)"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+demo: $(STAMP) registry-binary
+	BIN=$(BIN) bash examples/demo.sh
+
+test: $(STAMP) registry-binary
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP) registry-binary
+	$(BIN)/python benchmarks/transfer.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

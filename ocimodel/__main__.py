@@ -1,0 +1,5 @@
+"""``python -m ocimodel``."""
+
+from .cli import main
+
+main()

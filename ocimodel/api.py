@@ -1,0 +1,394 @@
+"""The Python verbs, one per CLI command: push, pull, inspect, tags, login, logout.
+
+Each verb composes the layers below (reference parsing, the registry client, transfers)
+and returns a typed result; the CLI only parses options and prints these results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import __version__
+from .config import CodeInfo, Dataset, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
+from .descriptor import (
+    ANNOTATION_CREATED,
+    ANNOTATION_DESCRIPTION,
+    ANNOTATION_LICENSES,
+    ANNOTATION_REVISION,
+    ANNOTATION_SOURCE,
+    ANNOTATION_VERSION,
+    Manifest,
+)
+from .errors import OcimodelError, UsageError
+from .files import collect_files
+from .gitinfo import detect_code
+from .reference import Reference, validate_digest
+from .registry.client import RegistryClient
+from .transfer import (
+    DEFAULT_CONCURRENCY,
+    NullObserver,
+    TransferObserver,
+    download_into,
+    file_entries,
+    hash_files,
+    plan_files,
+    push_manifest,
+    resolve,
+    upload_layers,
+)
+
+
+def _source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not an integer number of seconds") from None
+
+
+def parse_dataset(text: str) -> Dataset:
+    """``URI`` or ``URI@sha256:<hex>``."""
+    uri, sep, digest = text.rpartition("@sha256:")
+    if sep:
+        return Dataset(uri=uri, digest=validate_digest("sha256:" + digest))
+    if not text:
+        raise UsageError("empty --dataset value")
+    return Dataset(uri=text)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file of a model as the manifest describes it."""
+
+    path: str
+    digest: str
+    size: int
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What :func:`push` did."""
+
+    reference: str
+    digest: str
+    size: int
+    files: list[FileInfo]
+    uploaded_blobs: int
+    skipped_blobs: int
+    config: ModelConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "size": self.size,
+            "files": [f.__dict__ for f in self.files],
+            "uploadedBlobs": self.uploaded_blobs,
+            "skippedBlobs": self.skipped_blobs,
+        }
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What :func:`pull` wrote."""
+
+    reference: str
+    digest: str
+    destination: str
+    files: list[FileInfo]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "destination": self.destination,
+            "files": [f.__dict__ for f in self.files],
+        }
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    """A model's manifest and config, as :func:`inspect` reports them."""
+
+    reference: str
+    digest: str
+    media_type: str
+    artifact_type: str
+    size: int
+    annotations: dict[str, str]
+    files: list[FileInfo]
+    config: ModelConfig | None
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "artifactType": self.artifact_type,
+            "size": self.size,
+            "annotations": self.annotations,
+            "files": [f.__dict__ for f in self.files],
+            "config": self.config.to_dict() if self.config else None,
+            "signatures": self.signatures,
+        }
+
+
+def _manifest_files(manifest: Manifest, config: ModelConfig | None) -> list[FileInfo]:
+    modes = {f.path: f.mode for f in config.files} if config else {}
+    return [
+        FileInfo(path=layer.title or "", digest=layer.digest, size=layer.size, mode=modes.get(layer.title or ""))
+        for layer in manifest.layers
+    ]
+
+
+def _code_info(code: CodeInfo | bool | None, root: Path) -> CodeInfo | None:
+    """None or True: detect from git; False: record none; a CodeInfo: use it as given."""
+    if isinstance(code, CodeInfo):
+        return code
+    if code is False:
+        return None
+    return detect_code(root.resolve())
+
+
+def manifest_annotations(config: ModelConfig) -> dict[str, str]:
+    """Standard OCI annotations filled from the model metadata."""
+    code = config.lineage.code
+    pairs = {
+        ANNOTATION_CREATED: config.created,
+        ANNOTATION_VERSION: config.version,
+        ANNOTATION_DESCRIPTION: config.description,
+        ANNOTATION_LICENSES: config.license,
+        ANNOTATION_SOURCE: code.remote if code else None,
+        ANNOTATION_REVISION: code.commit if code else None,
+    }
+    return {k: v for k, v in pairs.items() if v}
+
+
+class Client:
+    """A reusable session with registries (connections, tokens and options are shared).
+
+    >>> with Client(plain_http=True) as c:            # doctest: +SKIP
+    ...     c.push("model.onnx", "localhost:5000/models/churn:1.0", version="1.0")
+    """
+
+    def __init__(
+        self,
+        *,
+        plain_http: bool = False,
+        insecure: bool = False,
+        ca_file: str | Path | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        registry: RegistryClient | None = None,
+    ) -> None:
+        self.registry = registry or RegistryClient(plain_http=plain_http, insecure=insecure, ca_file=ca_file)
+        self.concurrency = max(1, concurrency)
+
+    def close(self) -> None:
+        """Close connections."""
+        self.registry.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------------------------- push
+    def push(
+        self,
+        path: str | Path,
+        ref: str | Reference,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        description: str | None = None,
+        framework: str | None = None,
+        format: str | None = None,
+        license: str | None = None,
+        authors: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+        metrics: Mapping[str, Scalar] | None = None,
+        params: Mapping[str, Scalar] | None = None,
+        parents: Sequence[str] = (),
+        datasets: Sequence[str | Dataset] = (),
+        run_id: str | None = None,
+        run_uri: str | None = None,
+        code: CodeInfo | bool | None = None,
+        observer: TransferObserver | None = None,
+    ) -> PushResult:
+        """Push the file or directory at ``path`` as a model tagged ``ref``.
+
+        ``code=None`` detects the git checkout around ``path``; ``False`` records none;
+        a :class:`CodeInfo` overrides detection. Returns the manifest digest and counts.
+        """
+        reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        if reference.digest:
+            raise UsageError(f"push needs a tag, not a digest: {reference}")
+        observer = observer or NullObserver()
+        root = Path(path)
+        sources = collect_files(root)
+        layers = hash_files(sources, observer)
+        lineage = Lineage(
+            parents=tuple(self._resolve_parent(p) for p in parents),
+            datasets=tuple(d if isinstance(d, Dataset) else parse_dataset(d) for d in datasets),
+            code=_code_info(code, root),
+            run=RunInfo(id=run_id, uri=run_uri) if (run_id or run_uri) else None,
+        )
+        config = ModelConfig(
+            name=name or reference.repository.rsplit("/", 1)[-1],
+            version=version if version is not None else (reference.tag if reference.tag != "latest" else None),
+            description=description,
+            framework=framework,
+            format=format,
+            license=license,
+            authors=tuple(authors),
+            labels=dict(labels or {}),
+            metrics=dict(metrics or {}),
+            params=dict(params or {}),
+            created=timestamp(_source_date_epoch()),
+            files=tuple(file_entries(sources, layers)),
+            lineage=lineage,
+            tool={"name": "ocimodel", "version": __version__},
+        )
+        uploaded, skipped = upload_layers(self.registry, reference, sources, layers, observer, self.concurrency)
+        manifest = push_manifest(self.registry, reference, config, layers, manifest_annotations(config))
+        return PushResult(
+            reference=str(reference),
+            digest=manifest.digest,
+            size=len(manifest.raw),
+            files=_manifest_files(manifest, config),
+            uploaded_blobs=uploaded,
+            skipped_blobs=skipped,
+            config=config,
+        )
+
+    def _resolve_parent(self, text: str) -> Parent:
+        parent = Reference.parse(text)
+        if parent.digest:
+            return Parent(reference=str(parent), digest=parent.digest)
+        try:
+            found = self.registry.head_manifest(parent)
+        except OcimodelError as exc:
+            raise UsageError(f"cannot resolve parent {text!r}: {exc}; pin it by digest (REF@sha256:...)") from None
+        if found is None:
+            raise UsageError(f"parent {text!r} does not exist in the registry; pin it by digest or push it first")
+        return Parent(reference=str(parent), digest=found.digest)
+
+    # -------------------------------------------------------------------------------- pull
+    def pull(
+        self,
+        ref: str | Reference,
+        dest: str | Path,
+        *,
+        include: Sequence[str] = (),
+        allow_any_type: bool = False,
+        observer: TransferObserver | None = None,
+    ) -> PullResult:
+        """Pull the model at ``ref`` into the directory ``dest``, every byte verified.
+
+        The reference is resolved to a digest once; on any failure nothing is left in
+        ``dest`` that was not there before.
+        """
+        reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        model = resolve(self.registry, reference, allow_any_type=allow_any_type)
+        planned = plan_files(model, include)
+        download_into(self.registry, model, Path(dest), planned, observer or NullObserver(), self.concurrency)
+        return PullResult(
+            reference=str(reference),
+            digest=model.digest,
+            destination=str(dest),
+            files=[FileInfo(path=p.title, digest=p.layer.digest, size=p.layer.size, mode=p.mode) for p in planned],
+        )
+
+    # ----------------------------------------------------------------------- inspect, tags
+    def inspect(self, ref: str | Reference, *, allow_any_type: bool = True) -> InspectResult:
+        """Describe the artifact at ``ref``: digest, type, metadata, lineage and files."""
+        reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        model = resolve(self.registry, reference, allow_any_type=allow_any_type)
+        manifest = model.manifest
+        return InspectResult(
+            reference=str(reference),
+            digest=model.digest,
+            media_type=manifest.media_type,
+            artifact_type=manifest.effective_artifact_type,
+            size=len(manifest.raw),
+            annotations=dict(manifest.annotations),
+            files=_manifest_files(manifest, model.config),
+            config=model.config,
+        )
+
+    def tags(self, repository: str | Reference) -> list[str]:
+        """The repository's tags, sorted."""
+        reference = repository if isinstance(repository, Reference) else Reference.parse_repository(repository)
+        return self.registry.list_tags(reference)
+
+
+def _with_client(options: dict[str, Any]) -> Client:
+    return Client(
+        plain_http=options.pop("plain_http", False),
+        insecure=options.pop("insecure", False),
+        ca_file=options.pop("ca_file", None),
+    )
+
+
+def push(path: str | Path, ref: str, **kwargs: Any) -> PushResult:
+    """Push a model; see :meth:`Client.push` (connection options: plain_http, insecure, ca_file)."""
+    with _with_client(kwargs) as client:
+        return client.push(path, ref, **kwargs)
+
+
+def pull(ref: str, dest: str | Path, **kwargs: Any) -> PullResult:
+    """Pull a model; see :meth:`Client.pull`."""
+    with _with_client(kwargs) as client:
+        return client.pull(ref, dest, **kwargs)
+
+
+def inspect(ref: str, **kwargs: Any) -> InspectResult:
+    """Inspect a model; see :meth:`Client.inspect`."""
+    with _with_client(kwargs) as client:
+        return client.inspect(ref, **kwargs)
+
+
+def tags(repository: str, **kwargs: Any) -> list[str]:
+    """List a repository's tags, sorted; see :meth:`Client.tags`."""
+    with _with_client(kwargs) as client:
+        return client.tags(repository)
+
+
+def login(
+    host: str,
+    username: str,
+    password: str,
+    *,
+    plain_http: bool = False,
+    insecure: bool = False,
+    ca_file: str | Path | None = None,
+    config_path: str | Path | None = None,
+) -> Path:
+    """Check ``username``/``password`` against ``host``, then store them like ``docker login``.
+
+    Returns the docker config file written (or the one whose credential helper was used).
+    """
+    from .registry.credentials import CredentialStore
+
+    # Only the credentials being tested: never fall back to stored ones during the check.
+    probe = CredentialStore(env={"OCIMODEL_USERNAME": username, "OCIMODEL_PASSWORD": password})
+    with RegistryClient(credentials=probe, plain_http=plain_http, insecure=insecure, ca_file=ca_file) as client:
+        client.ping(host)
+    store = CredentialStore(config_path)
+    store.login(host, username, password)
+    return store.path
+
+
+def logout(host: str, *, config_path: str | Path | None = None) -> bool:
+    """Forget stored credentials for ``host``; True if there were any."""
+    from .registry.credentials import CredentialStore
+
+    return CredentialStore(config_path).logout(host)

@@ -1,0 +1,54 @@
+"""Progress bars for transfers (rich), shown only on an interactive terminal."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class RichObserver:
+    """A :class:`~ocimodel.transfer.TransferObserver` drawing one rich bar per file."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "RichObserver":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def begin(self, name: str, total: int) -> None:
+        with self._lock:
+            self._tasks[name] = self._progress.add_task(name, total=total)
+
+    def advance(self, name: str, amount: int) -> None:
+        task = self._tasks.get(name)
+        if task is not None:
+            self._progress.advance(task, amount)
+
+    def end(self, name: str) -> None:
+        with self._lock:
+            task = self._tasks.pop(name, None)
+        if task is not None:
+            self._progress.remove_task(task)

@@ -1,0 +1,21 @@
+"""All registry I/O: :class:`RegistryClient` (HTTP), with auth, credentials and retry beneath it.
+
+``client`` speaks the OCI distribution API; ``auth`` answers challenges (Basic, Bearer tokens);
+``credentials`` reads docker's config and credential helpers; ``retry`` decides when to try again.
+"""
+
+from __future__ import annotations
+
+from .client import BlobStream, FetchedManifest, ManifestPutResult, RegistryClient
+from .credentials import Credential, CredentialStore
+from .retry import RetryPolicy
+
+__all__ = [
+    "BlobStream",
+    "Credential",
+    "CredentialStore",
+    "FetchedManifest",
+    "ManifestPutResult",
+    "RegistryClient",
+    "RetryPolicy",
+]

@@ -1,0 +1,802 @@
+"""The one place ocimodel talks HTTP to a registry (OCI distribution spec v1.1).
+
+Everything above this module works with :class:`~ocimodel.reference.Reference` and
+:class:`~ocimodel.descriptor.Descriptor`; everything below it is httpx. Every failure leaves as
+an :mod:`ocimodel.errors` type with a one-line message; raw httpx exceptions never escape.
+
+Transport rules worth knowing (see shared notes/registry.md for the measurements):
+
+- uploads stream the body from a generator in pieces of at most 1 MiB (one big ``bytes`` body
+  makes httpcore copy quadratically), and a retry reopens the body instead of resending it;
+- downloads use ``iter_raw()`` without a chunk size (twice as fast) and stop at the
+  descriptor's size, so a hostile registry cannot make us read more than promised;
+- redirects are followed by hand so ``Authorization`` is only ever sent to the registry itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import ssl
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import httpx
+
+from .. import __version__
+from ..descriptor import (
+    INDEX_V1,
+    MANIFEST_MEDIA_TYPES,
+    MAX_MANIFEST_SIZE,
+    Descriptor,
+    Index,
+    check_digest,
+    media_type_of,
+    sha256_digest,
+)
+from ..errors import (
+    AuthError,
+    DigestMismatchError,
+    NetworkError,
+    NotFoundError,
+    OcimodelError,
+    RegistryError,
+    SchemaError,
+    SizeMismatchError,
+    UnsafeContentError,
+    UsageError,
+)
+from ..reference import Reference
+from .auth import Authenticator, repository_scope
+from .credentials import CredentialStore
+from .retry import RetryableFailure, RetryPolicy, is_retryable_status, parse_retry_after
+
+logger = logging.getLogger(__name__)
+
+BodyFactory = Callable[[], Iterable[bytes]]
+
+ARTIFACT_MANIFEST_V1 = "application/vnd.oci.artifact.manifest.v1+json"
+DEFAULT_MANIFEST_ACCEPT: tuple[str, ...] = MANIFEST_MEDIA_TYPES + (ARTIFACT_MANIFEST_V1,)
+PIECE_SIZE = 1024 * 1024  # upload pieces: larger bodies make httpcore copy quadratically
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024  # PATCH size for the fallback (GHCR refuses > 4 MiB)
+_MAX_ERROR_BODY = 64 * 1024
+_MAX_TAGS_BODY = 64 * 1024 * 1024
+_MAX_PAGES = 10_000
+_MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)?rel="?next"?')
+_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_WARNING_RE = re.compile(r'^\s*299\s+\S+\s+"((?:[^"\\]|\\.)*)"')
+_PLAIN_HTTP_ENV = "OCIMODEL_PLAIN_HTTP"
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    """A manifest exactly as the registry sent it, with its verified digest."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class ManifestPutResult:
+    """What a manifest PUT returned: the digest, and the ``OCI-Subject`` header if any.
+
+    ``subject`` set means the registry supports the referrers API and indexed the manifest's
+    subject itself; None means the caller must maintain the ``sha256-<hex>`` fallback tag.
+    """
+
+    digest: str
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
+class _Op:
+    """One logical request, named for error messages: ``verb`` + ``noun``, on ``host``."""
+
+    verb: str
+    noun: str
+    host: str
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _UploadSession:
+    """An upload in progress: where to send the next request, and the registry's minimum chunk."""
+
+    location: httpx.URL
+    min_chunk: int = 0
+
+
+class BlobStream:
+    """An open blob download; iterate :meth:`chunks` once.
+
+    ``status`` is the HTTP status (200 or 206) and ``offset`` the position of the first byte
+    served: 0 when the registry ignored a Range request, so the caller restarts its hashing.
+    """
+
+    def __init__(self, response: httpx.Response, descriptor: Descriptor, offset: int, op: _Op) -> None:
+        self._response = response
+        self._descriptor = descriptor
+        self._op = op
+        self.status = response.status_code
+        self.offset = offset
+
+    def chunks(self) -> Iterator[bytes]:
+        """Raw body pieces, never more than the descriptor's size in total."""
+        remaining = self._descriptor.size - self.offset
+        received = 0
+        try:
+            for piece in self._response.iter_raw():
+                if len(piece) > remaining:
+                    if remaining:
+                        yield piece[:remaining]
+                    raise SizeMismatchError(
+                        f"registry {self._op.host} sent more than the {self._descriptor.size} bytes "
+                        f"declared for {self._op.noun}; refusing it"
+                    )
+                remaining -= len(piece)
+                received += len(piece)
+                yield piece
+        except httpx.HTTPError as exc:
+            raise NetworkError(
+                f"connection to {self._op.host} lost while downloading {self._op.noun} "
+                f"at byte {self.offset + received} ({type(exc).__name__}); try again to resume"
+            ) from None
+        if remaining:
+            raise SizeMismatchError(
+                f"registry {self._op.host} sent {self.offset + received} of the {self._descriptor.size} "
+                f"bytes declared for {self._op.noun}; refusing it"
+            )
+
+
+class _UploadBody:
+    """Reopenable upload body: pieces ≤ 1 MiB, exactly ``size`` bytes, progress reported.
+
+    ``progress`` gets byte increments; when the body is reopened for a retry it first gets the
+    negative of what the abandoned attempt reported, so a running total stays right.
+    """
+
+    def __init__(
+        self, open_chunks: BodyFactory, descriptor: Descriptor, progress: Callable[[int], None] | None
+    ) -> None:
+        self._open_chunks = open_chunks
+        self._descriptor = descriptor
+        self._progress = progress
+        self._reported = 0
+
+    def open(self) -> Iterator[bytes]:
+        """A fresh iterator over the whole body."""
+        if self._progress and self._reported:
+            self._progress(-self._reported)
+        self._reported = 0
+        return self._pieces(self._open_chunks())
+
+    def _pieces(self, source: Iterable[bytes]) -> Iterator[bytes]:
+        size = self._descriptor.size
+        sent = 0
+        for piece in split_pieces(source, PIECE_SIZE):
+            sent += len(piece)
+            if sent > size:
+                raise SizeMismatchError(
+                    f"content of blob {self._descriptor.digest} is longer than its declared {size} bytes "
+                    "(did the file change while pushing?)"
+                )
+            if self._progress:
+                self._progress(len(piece))
+                self._reported += len(piece)
+            yield piece
+        if sent != size:
+            raise SizeMismatchError(
+                f"content of blob {self._descriptor.digest} is {sent} bytes, not its declared {size} "
+                "(did the file change while pushing?)"
+            )
+
+
+def split_pieces(source: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    """Re-cut ``source`` so no piece exceeds ``limit`` bytes (slices, no copying of small ones)."""
+    for chunk in source:
+        if len(chunk) <= limit:
+            if chunk:
+                yield chunk
+            continue
+        view = memoryview(chunk)
+        for start in range(0, len(view), limit):
+            yield bytes(view[start : start + limit])
+
+
+def group_chunks(pieces: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Group ``pieces`` into lists totalling exactly ``size`` bytes (the last may be shorter)."""
+    group: list[bytes] = []
+    filled = 0
+    for piece in pieces:
+        while piece:
+            take = piece[: size - filled]
+            piece = piece[len(take) :]
+            group.append(take)
+            filled += len(take)
+            if filled == size:
+                yield group
+                group, filled = [], 0
+    if group:
+        yield group
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _ssl_verify(insecure: bool, ca_file: str | Path | None) -> ssl.SSLContext | bool:
+    if insecure:
+        return False
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load CA file {ca_file}: {exc}") from None
+
+
+def _media_type(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip() or None
+
+
+def _error_detail(body: bytes) -> tuple[str | None, str]:
+    """The first OCI error's code and a ``CODE: message`` summary, from an error body."""
+    try:
+        errors = json.loads(body).get("errors")
+        first = errors[0]
+        code, message = str(first.get("code", "")), str(first.get("message", ""))
+    except (ValueError, AttributeError, TypeError, IndexError, KeyError):
+        text = body.decode("utf-8", "replace").strip().splitlines()
+        return None, (text[0][:200] if text else "")
+    return code or None, ": ".join(part for part in (code, message) if part)
+
+
+def _next_link(response: httpx.Response) -> httpx.URL | None:
+    match = _LINK_NEXT_RE.search(response.headers.get("link", ""))
+    return response.url.join(match.group(1)) if match else None
+
+
+class RegistryClient:
+    """Blobs, manifests, tags and referrers over HTTP, with auth, retries and verification.
+
+    Plain http is used only when asked for (``plain_http=True`` or ``OCIMODEL_PLAIN_HTTP=1``),
+    never automatically, not even for localhost: a silent downgrade would leak credentials.
+    Thread-safe for concurrent transfers (one httpx connection pool, a locked token cache).
+    """
+
+    def __init__(
+        self,
+        *,
+        credentials: CredentialStore | None = None,
+        plain_http: bool = False,
+        insecure: bool = False,
+        ca_file: str | Path | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        user_agent: str = f"ocimodel/{__version__}",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
+    ) -> None:
+        self.scheme = "http" if plain_http or _env_flag(_PLAIN_HTTP_ENV) else "https"
+        self.retry = retry or RetryPolicy()
+        self.chunk_size = chunk_size
+        self._http = httpx.Client(
+            verify=_ssl_verify(insecure, ca_file),
+            timeout=httpx.Timeout(timeout),
+            headers={"User-Agent": user_agent},
+            follow_redirects=False,  # done by hand: see _follow
+            event_hooks=dict(event_hooks or {}),
+        )
+        self._auth = Authenticator(credentials or CredentialStore(), self._http)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> "RegistryClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def blob_exists(self, ref: Reference, digest: str) -> bool:
+        """True if the repository has the blob (HEAD)."""
+        return self._head_blob(ref, digest, self._op(ref, "HEAD", f"blob {digest} in {ref.repository}", "pull"))
+
+    def _head_blob(self, ref: Reference, digest: str, op: _Op) -> bool:
+        with self._open("HEAD", self._url(ref, "blobs", digest), op) as response:
+            if response.status_code == 200:
+                return True
+            if response.status_code == 404:
+                return False
+            raise self._error(response, op)
+
+    def push_blob(
+        self,
+        ref: Reference,
+        descriptor: Descriptor,
+        open_chunks: BodyFactory,
+        *,
+        progress: Callable[[int], None] | None = None,
+        mount_from: str | None = None,
+        chunked: bool = False,
+    ) -> bool:
+        """Upload a blob unless present; False if it was already there, True if uploaded or mounted.
+
+        ``open_chunks()`` must return a fresh iterable over the whole content each call (a retry
+        reopens it). ``mount_from`` names another repository on the same registry to mount the
+        blob from. ``chunked`` forces the PATCH upload, otherwise only a fallback for registries
+        that refuse the monolithic PUT.
+        """
+        actions = [repository_scope(ref.repository, "pull", "push")]
+        if mount_from:
+            actions.append(repository_scope(mount_from, "pull"))
+        op = self._op(ref, "push", f"blob {descriptor.digest} to {ref.repository}", scopes=actions)
+        # HEAD with the push scopes: one token serves the whole upload.
+        if self._head_blob(ref, descriptor.digest, op):
+            return False
+        body = _UploadBody(open_chunks, descriptor, progress)
+        self.retry.run(lambda: self._upload(ref, descriptor, body, op, mount_from, chunked))
+        return True
+
+    def push_blob_bytes(self, ref: Reference, media_type: str, data: bytes) -> Descriptor:
+        """Upload a small in-memory blob (a config, say); returns its descriptor."""
+        descriptor = Descriptor.from_bytes(media_type, data)
+        self.push_blob(ref, descriptor, lambda: (data,))
+        return descriptor
+
+    @contextmanager
+    def open_blob(self, ref: Reference, descriptor: Descriptor, *, offset: int = 0) -> Iterator[BlobStream]:
+        """Open a blob for streaming from ``offset``; the caller verifies the digest."""
+        if offset < 0 or (offset and offset >= descriptor.size):
+            raise UsageError(f"cannot resume blob {descriptor.digest} at byte {offset} of {descriptor.size}")
+        op = self._op(ref, "GET", f"blob {descriptor.digest} in {ref.repository}", "pull")
+        # identity: iter_raw hands us the wire bytes, which must be the blob's own bytes.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        response = self._send("GET", self._url(ref, "blobs", descriptor.digest), op, headers=headers)
+        try:
+            start = self._blob_start(response, descriptor, offset, op)
+            yield BlobStream(response, descriptor, start, op)
+        finally:
+            response.close()
+
+    def fetch_blob_bytes(self, ref: Reference, descriptor: Descriptor, *, max_size: int = MAX_MANIFEST_SIZE) -> bytes:
+        """Download a small blob into memory, verifying size and digest."""
+        if descriptor.size > max_size:
+            raise UnsafeContentError(
+                f"blob {descriptor.digest} declares {descriptor.size} bytes, over the {max_size}-byte "
+                "limit for in-memory blobs; refusing it"
+            )
+        with self.open_blob(ref, descriptor) as stream:
+            data = b"".join(stream.chunks())
+        check_digest(data, descriptor.digest, f"blob {descriptor.digest} from {ref.name}")
+        return data
+
+    # -- manifests --------------------------------------------------------------------------
+
+    def get_manifest(self, ref: Reference, accept: Sequence[str] = DEFAULT_MANIFEST_ACCEPT) -> FetchedManifest:
+        """Fetch a manifest by tag or digest, keeping its bytes exactly; digest verified."""
+        op = self._op(ref, "GET", f"manifest {ref.repository}:{ref.identifier}", "pull")
+        headers = {"Accept": ", ".join(accept)}
+        with self._open("GET", self._url(ref, "manifests", ref.identifier), op, headers=headers) as response:
+            if response.status_code != 200:
+                raise self._error(response, op)
+            raw = self._read_manifest(response, op)
+            digest = sha256_digest(raw)
+            what = f"manifest {ref} from {op.host}"
+            if ref.digest:
+                check_digest(raw, ref.digest, what)
+            else:
+                announced = response.headers.get("docker-content-digest", "")
+                if announced.startswith("sha256:") and announced != digest:
+                    raise DigestMismatchError(
+                        f"{what}: digest mismatch (registry says {announced}, bytes are {digest}); refusing it"
+                    )
+            media_type = _media_type(response.headers.get("content-type")) or media_type_of(raw) or ""
+            return FetchedManifest(raw=raw, media_type=media_type, digest=digest)
+
+    def head_manifest(self, ref: Reference) -> Descriptor | None:
+        """The manifest's descriptor (HEAD), or None if the tag or digest is unknown."""
+        op = self._op(ref, "HEAD", f"manifest {ref.repository}:{ref.identifier}", "pull")
+        headers = {"Accept": ", ".join(DEFAULT_MANIFEST_ACCEPT)}
+        with self._open("HEAD", self._url(ref, "manifests", ref.identifier), op, headers=headers) as response:
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise self._error(response, op)
+            digest = response.headers.get("docker-content-digest", "")
+            length = response.headers.get("content-length", "")
+            media_type = _media_type(response.headers.get("content-type"))
+        if not (digest.startswith("sha256:") and length.isdigit() and media_type):
+            # Not every registry answers HEAD fully: fall back to a (verified) GET.
+            fetched = self.get_manifest(ref)
+            return Descriptor(media_type=fetched.media_type, digest=fetched.digest, size=len(fetched.raw))
+        if ref.digest and digest != ref.digest:
+            raise DigestMismatchError(f"manifest {ref} from {op.host}: registry answered for digest {digest}")
+        return Descriptor(media_type=media_type, digest=digest, size=int(length))
+
+    def put_manifest(self, ref: Reference, raw: bytes, media_type: str) -> str:
+        """Store a manifest under the reference's tag (or digest); returns its digest."""
+        return self.put_manifest_result(ref, raw, media_type).digest
+
+    def put_manifest_result(self, ref: Reference, raw: bytes, media_type: str) -> ManifestPutResult:
+        """Like :meth:`put_manifest`, also reporting the ``OCI-Subject`` header."""
+        digest = sha256_digest(raw)
+        if ref.digest and ref.digest != digest:
+            raise DigestMismatchError(f"manifest for {ref}: its bytes have digest {digest}, not {ref.digest}")
+        op = self._op(ref, "PUT", f"manifest {ref.repository}:{ref.identifier}", "pull", "push")
+        headers = {"Content-Type": media_type, "Content-Length": str(len(raw))}
+        url = self._url(ref, "manifests", ref.identifier)
+        with self._open("PUT", url, op, headers=headers, body=lambda: split_pieces((raw,), PIECE_SIZE)) as response:
+            if response.status_code in (200, 201):
+                stored = response.headers.get("docker-content-digest", "")
+                if stored.startswith("sha256:") and stored != digest:
+                    raise DigestMismatchError(f"registry {op.host} stored manifest {ref} as {stored}, not {digest}")
+                return ManifestPutResult(digest=digest, subject=response.headers.get("oci-subject"))
+            error = self._error(response, op)
+        if response.status_code == 413 or (error.code == "MANIFEST_INVALID" and len(raw) > MAX_MANIFEST_SIZE):
+            raise RegistryError(
+                f"registry {op.host} refused manifest {ref}: {len(raw)} bytes is over its size limit "
+                "(4 MiB is the usual maximum); use fewer layers or shorter annotations",
+                status=response.status_code,
+                code=error.code,
+            )
+        raise error
+
+    def delete_manifest(self, ref: Reference) -> None:
+        """Delete a manifest by digest (tags pointing at it go too)."""
+        if not ref.digest:
+            raise UsageError(f"deleting needs a digest, got {ref}: resolve the tag first")
+        op = self._op(ref, "DELETE", f"manifest {ref.repository}@{ref.digest}", "delete")
+        with self._open("DELETE", self._url(ref, "manifests", ref.digest), op) as response:
+            if response.status_code in (200, 202):
+                return
+            error = self._error(response, op)
+        if response.status_code == 405 or error.code == "UNSUPPORTED":
+            raise RegistryError(
+                f"registry {op.host} has deletion disabled, so {ref} stays; ask its operator to enable it "
+                "(distribution: storage.delete.enabled: true)",
+                status=response.status_code,
+                code=error.code,
+            )
+        raise error
+
+    # -- tags and referrers -----------------------------------------------------------------
+
+    def list_tags(self, ref: Reference, *, page_size: int = 1000) -> list[str]:
+        """All tags of the repository, sorted (registries may page and may not sort)."""
+        op = self._op(ref, "GET", f"tags of {ref.repository}", "pull")
+        url: httpx.URL | None = self._url(ref, "tags", "list").copy_merge_params({"n": page_size})
+        tags: set[str] = set()
+        for _ in range(_MAX_PAGES):
+            if url is None:
+                return sorted(tags)
+            with self._open("GET", url, op) as response:
+                if response.status_code != 200:
+                    raise self._error(response, op)
+                body = self._read_bounded(response, _MAX_TAGS_BODY, op)
+                url = _next_link(response)
+            try:
+                page = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise SchemaError(f"registry {op.host} sent a malformed tag list for {ref.repository}") from None
+            tags.update(tag for tag in page if isinstance(tag, str))
+        raise RegistryError(f"registry {op.host} kept paging tags of {ref.repository} past {_MAX_PAGES} pages")
+
+    def referrers(self, ref: Reference, subject_digest: str) -> list[Descriptor] | None:
+        """Manifests whose subject is ``subject_digest``, or None if the referrers API is missing.
+
+        None tells the caller to use the ``sha256-<hex>`` fallback tag instead.
+        """
+        op = self._op(ref, "GET", f"referrers of {subject_digest} in {ref.repository}", "pull")
+        url: httpx.URL | None = self._url(ref, "referrers", subject_digest)
+        found: list[Descriptor] = []
+        for _ in range(_MAX_PAGES):
+            if url is None:
+                return found
+            with self._open("GET", url, op, headers={"Accept": INDEX_V1}) as response:
+                if response.status_code in (401, 403) or is_retryable_status(response.status_code):
+                    raise self._error(response, op)
+                if response.status_code != 200 or _media_type(response.headers.get("content-type")) != INDEX_V1:
+                    return None
+                raw = self._read_manifest(response, op)
+                url = _next_link(response)
+            found.extend(Index.parse(raw, f"referrers of {subject_digest} from {op.host}").manifests)
+        raise RegistryError(f"registry {op.host} kept paging referrers past {_MAX_PAGES} pages")
+
+    def ping(self, registry: str) -> None:
+        """Check the registry answers and accepts our credentials (for ``login``)."""
+        api_host = Reference.parse(f"{registry}/ping").api_host
+        op = _Op("GET", "the API root /v2/", api_host)
+        with self._open("GET", httpx.URL(f"{self.scheme}://{api_host}/v2/"), op) as response:
+            if response.status_code == 200:
+                return
+            if response.status_code == 404:
+                raise NotFoundError(f"{api_host} does not serve the registry API at /v2/: is it an OCI registry?", 404)
+            raise self._error(response, op)
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    def _upload(
+        self, ref: Reference, descriptor: Descriptor, body: _UploadBody, op: _Op, mount_from: str | None, chunked: bool
+    ) -> None:
+        """One whole upload attempt; RetryableFailure restarts it from the POST."""
+        session = self._start_upload(ref, descriptor, op, mount_from)
+        if session is None:
+            return  # mounted
+        if not chunked:
+            if self._put_whole(descriptor, body, op, session):
+                return
+            # Refused as too large for one request; that session is spent, so start another.
+            session = self._start_upload(ref, descriptor, op, None)
+            assert session is not None  # only a mount returns None
+        self._upload_chunks(descriptor, body, op, session)
+
+    def _start_upload(
+        self, ref: Reference, descriptor: Descriptor, op: _Op, mount_from: str | None
+    ) -> _UploadSession | None:
+        """POST an upload session; None if the blob got mounted instead."""
+        url = self._url(ref, "blobs", "uploads", "")
+        if mount_from:
+            url = url.copy_merge_params({"mount": descriptor.digest, "from": mount_from})
+        with self._open("POST", url, op, retry=False) as response:
+            if response.status_code == 201 and mount_from:
+                return None
+            location = response.headers.get("location")
+            if response.status_code != 202 or not location:
+                raise self._upload_error(response, op)
+            min_chunk = response.headers.get("oci-chunk-min-length", "")
+            return _UploadSession(response.url.join(location), int(min_chunk) if min_chunk.isdigit() else 0)
+
+    def _put_whole(self, descriptor: Descriptor, body: _UploadBody, op: _Op, session: _UploadSession) -> bool:
+        """The streamed monolithic PUT; False if the registry wants chunks instead (413/416)."""
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(descriptor.size)}
+        url = session.location.copy_merge_params({"digest": descriptor.digest})
+        with self._open("PUT", url, op, headers=headers, body=body.open, retry=False) as response:
+            if response.status_code in (201, 204):
+                return True
+            if response.status_code in (413, 416):
+                return False
+            raise self._upload_error(response, op)
+
+    def _upload_chunks(self, descriptor: Descriptor, body: _UploadBody, op: _Op, session: _UploadSession) -> None:
+        """PATCH the body in chunks, then PUT the digest; offsets tracked here, not by the registry."""
+        location = session.location
+        offset = 0
+        for group in group_chunks(body.open(), max(self.chunk_size, session.min_chunk)):
+            length = sum(len(piece) for piece in group)
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(length),
+                "Content-Range": f"{offset}-{offset + length - 1}",
+            }
+            with self._open("PATCH", location, op, headers=headers, body=lambda g=group: g, retry=False) as response:
+                new_location = response.headers.get("location")
+                if response.status_code != 202 or not new_location:
+                    raise self._upload_error(response, op)
+                location = response.url.join(new_location)  # state lives in the newest Location
+            offset += length
+        url = location.copy_merge_params({"digest": descriptor.digest})
+        with self._open("PUT", url, op, headers={"Content-Length": "0"}, retry=False) as response:
+            if response.status_code not in (201, 204):
+                raise self._upload_error(response, op)
+
+    def _upload_error(self, response: httpx.Response, op: _Op) -> OcimodelError:
+        error = self._error(response, op)
+        if isinstance(error, RegistryError) and error.code == "DIGEST_INVALID":
+            return DigestMismatchError(
+                f"registry {op.host} computed another digest for {op.noun}: the content changed while "
+                "pushing, or the descriptor is wrong"
+            )
+        return error
+
+    # -- reading responses ------------------------------------------------------------------
+
+    def _blob_start(self, response: httpx.Response, descriptor: Descriptor, offset: int, op: _Op) -> int:
+        """The offset the body starts at, after checking status and announced length."""
+        if response.status_code == 200:
+            start = 0
+        elif response.status_code == 206 and offset:
+            match = _CONTENT_RANGE_RE.match(response.headers.get("content-range", ""))
+            total = match.group(3) if match else ""
+            if not match or int(match.group(1)) != offset or total not in ("*", str(descriptor.size)):
+                raise RegistryError(
+                    f"registry {op.host} answered a range request for {op.noun} with a wrong Content-Range "
+                    f"({response.headers.get('content-range')!r}); retry without resuming",
+                    status=206,
+                )
+            start = offset
+        else:
+            raise self._error(response, op)
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) != descriptor.size - start:
+            raise SizeMismatchError(
+                f"registry {op.host} announced {int(length)} bytes for {op.noun} from byte {start}, "
+                f"but its descriptor declares {descriptor.size}; refusing it"
+            )
+        return start
+
+    def _read_manifest(self, response: httpx.Response, op: _Op) -> bytes:
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
+            raise SchemaError(f"{op.noun} from {op.host} is {length} bytes, over the 4 MiB limit; refusing it")
+        return self._read_bounded(response, MAX_MANIFEST_SIZE, op)
+
+    def _read_bounded(self, response: httpx.Response, limit: int, op: _Op) -> bytes:
+        """The whole (decoded) body, refusing to buffer more than ``limit`` bytes."""
+        body = bytearray()
+        try:
+            for piece in response.iter_bytes():
+                body += piece
+                if len(body) > limit:
+                    raise SchemaError(f"{op.noun} from {op.host} is over the {limit}-byte limit; refusing it")
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"connection to {op.host} lost reading {op.noun} ({type(exc).__name__})") from None
+        return bytes(body)
+
+    def _error(self, response: httpx.Response, op: _Op) -> RegistryError:
+        """The error for an unexpected answer: one line naming the operation and the fix."""
+        status, host = response.status_code, op.host
+        try:
+            body = b"" if response.request.method == "HEAD" else self._read_bounded(response, _MAX_ERROR_BODY, op)
+        except OcimodelError:
+            body = b""
+        code, detail = _error_detail(body)
+        suffix = f": {detail}" if detail else ""
+        if status == 401:
+            if not self._auth.has_credentials(host):
+                return AuthError(f"authentication required for {host}: run 'ocimodel login {host}'", status, code)
+            if response.headers.get("www-authenticate", "").lower().startswith("basic"):
+                return AuthError(f"wrong username or password for {host}", status, code)
+            return AuthError(
+                f"registry {host} denied {op.verb} {op.noun}{suffix} (401): check the account's access "
+                f"or run 'ocimodel login {host}' again",
+                status,
+                code,
+            )
+        if status == 403:
+            return AuthError(
+                f"registry {host} forbids {op.verb} {op.noun}{suffix} (403): check the account's permissions",
+                status,
+                code,
+            )
+        if status == 404:
+            return NotFoundError(f"{op.noun} not found on registry {host}{suffix}", status, code)
+        if status == 400 and b"HTTP request to an HTTPS server" in body:
+            return RegistryError(f"registry {host} speaks https: drop --plain-http / {_PLAIN_HTTP_ENV}", status)
+        return RegistryError(f"registry {host} refused {op.verb} {op.noun}{suffix} ({status})", status, code)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _op(self, ref: Reference, verb: str, noun: str, *actions: str, scopes: Sequence[str] = ()) -> _Op:
+        wanted = tuple(scopes) or (repository_scope(ref.repository, *actions),)
+        return _Op(verb, noun, ref.api_host, wanted)
+
+    def _url(self, ref: Reference, *parts: str) -> httpx.URL:
+        return httpx.URL(f"{self.scheme}://{ref.api_host}/v2/{ref.repository}/" + "/".join(parts))
+
+    @contextmanager
+    def _open(
+        self,
+        method: str,
+        url: httpx.URL,
+        op: _Op,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: BodyFactory | None = None,
+        retry: bool = True,
+    ) -> Iterator[httpx.Response]:
+        """:meth:`_send` as a context manager that closes the response."""
+        response = self._send(method, url, op, headers=headers, body=body, retry=retry)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def _send(
+        self,
+        method: str,
+        url: httpx.URL,
+        op: _Op,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: BodyFactory | None = None,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send with auth and redirects; returns an open (streaming) response to close.
+
+        Retryable failures (408/429/5xx, connection errors) are retried here when ``retry``;
+        otherwise they propagate as RetryableFailure so the caller can restart a larger unit
+        (an upload restarts from its POST).
+        """
+
+        def attempt() -> httpx.Response:
+            try:
+                response = self._authorized(method, url, op, dict(headers or {}), body)
+            except httpx.TransportError as exc:
+                raise self._transport_failure(exc, op) from None
+            if is_retryable_status(response.status_code):
+                error = self._error(response, op)
+                response.close()
+                raise RetryableFailure(NetworkError(str(error)), parse_retry_after(response.headers.get("retry-after")))
+            return response
+
+        return self.retry.run(attempt) if retry else attempt()
+
+    def _authorized(
+        self, method: str, url: httpx.URL, op: _Op, headers: dict[str, str], body: BodyFactory | None
+    ) -> httpx.Response:
+        sent = self._auth.authorization(op.host, op.scopes)
+        response = self._follow(method, url, op, headers, body, sent)
+        challenge = response.headers.get("www-authenticate")
+        if response.status_code != 401 or not challenge:
+            return response
+        retry_with = self._auth.on_challenge(op.host, challenge, op.scopes, sent)
+        if retry_with is None:
+            return response  # unread: _error reports its body
+        response.close()
+        return self._follow(method, url, op, headers, body, retry_with)
+
+    def _follow(
+        self,
+        method: str,
+        url: httpx.URL,
+        op: _Op,
+        headers: dict[str, str],
+        body: BodyFactory | None,
+        authorization: str | None,
+    ) -> httpx.Response:
+        """Send, following redirects; ``Authorization`` goes to the registry's own origin only."""
+        origin = (self.scheme, op.host)
+        for _ in range(_MAX_REDIRECTS + 1):
+            hop_headers = dict(headers)
+            if authorization and (url.scheme, url.netloc.decode("ascii")) == origin:
+                hop_headers["Authorization"] = authorization
+            request = self._http.build_request(method, url, headers=hop_headers, content=body() if body else None)
+            response = self._http.send(request, stream=True)
+            self._log_warnings(response, op)
+            location = response.headers.get("location")
+            if response.status_code not in _REDIRECT_STATUSES or not location:
+                return response
+            response.close()
+            url = response.url.join(location)
+            if response.status_code == 303:
+                method, body = "GET", None
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "content-type")}
+        raise NetworkError(f"registry {op.host} redirected {op.verb} {op.noun} more than {_MAX_REDIRECTS} times")
+
+    @staticmethod
+    def _log_warnings(response: httpx.Response, op: _Op) -> None:
+        for value in response.headers.get_list("warning"):
+            match = _WARNING_RE.match(value)
+            if match:
+                logger.warning("registry %s: %s", op.host, match.group(1))
+
+    def _transport_failure(self, exc: httpx.TransportError, op: _Op) -> Exception:
+        """A connection-level failure as an error with a hint; retryable ones wrapped."""
+        text = str(exc)
+        host = op.host
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            return NetworkError(f"certificate verify failed for {host}: pass --ca-file or --insecure")
+        if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER_FAILURE" in text or "wrong version number" in text:
+            return NetworkError(f"TLS handshake with {host} failed: if it serves plain http, pass --plain-http")
+        if isinstance(exc, httpx.TimeoutException):
+            error = NetworkError(f"timed out talking to registry {host} ({op.verb} {op.noun}); try again later")
+        elif isinstance(exc, httpx.ConnectError):
+            error = NetworkError(f"cannot connect to registry {host} ({text}): check the host, port and network")
+        else:
+            error = NetworkError(f"connection to registry {host} failed during {op.verb} {op.noun}: {type(exc).__name__}: {text}")
+        return RetryableFailure(error)

@@ -1,0 +1,111 @@
+"""Write a blob to disk while checking its size and sha256: bytes are never trusted unverified.
+
+Like oras-go's ``content.VerifyReader``: writing past the declared size is an error,
+stopping short is an error, and :meth:`VerifyingWriter.finish` is the only way to learn
+the content is good. Hashing and writing run in a worker thread so they overlap with
+receiving from the network (hashlib and file writes release the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import DigestMismatchError, SizeMismatchError
+
+_QUEUE_DEPTH = 32  # bounded, so a slow disk back-pressures the network instead of RAM
+_STOP = b""
+
+
+class VerifyingWriter:
+    """Append bytes to ``path`` (resuming after ``offset`` already-written bytes)."""
+
+    def __init__(self, path: Path, digest: str, size: int, *, what: str, offset: int = 0) -> None:
+        if not digest.startswith("sha256:"):
+            raise DigestMismatchError(f"{what}: unsupported digest algorithm in {digest!r}")
+        self.path = path
+        self.digest = digest
+        self.size = size
+        self.what = what
+        self.written = offset
+        self._hash = hashlib.sha256()
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        if offset:
+            self._hash_existing(offset)
+            self._file: BinaryIO = open(path, "r+b")
+            self._file.seek(offset)
+            self._file.truncate()
+        else:
+            self._file = open(path, "wb")
+        self._thread = threading.Thread(target=self._drain, name="ocimodel-hash", daemon=True)
+        self._thread.start()
+
+    def _hash_existing(self, offset: int) -> None:
+        with open(self.path, "rb") as f:
+            remaining = offset
+            while remaining:
+                chunk = f.read(min(remaining, 1024 * 1024))
+                if not chunk:
+                    raise SizeMismatchError(f"{self.what}: partial file shorter than expected")
+                self._hash.update(chunk)
+                remaining -= len(chunk)
+
+    def _drain(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is _STOP:
+                return
+            if self._error is None:
+                try:
+                    self._hash.update(chunk)
+                    self._file.write(chunk)
+                except BaseException as exc:  # surfaced by write()/finish()
+                    self._error = exc
+
+    def write(self, chunk: bytes) -> None:
+        """Queue ``chunk``; raises SizeMismatchError as soon as the size would be exceeded."""
+        if self._error is not None:
+            raise self._error
+        if not chunk:
+            return
+        if self.written + len(chunk) > self.size:
+            self.abort()
+            raise SizeMismatchError(
+                f"{self.what}: registry sent more than the declared {self.size} bytes; refusing it"
+            )
+        self.written += len(chunk)
+        self._queue.put(chunk)
+
+    def _join(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        if not self._file.closed:
+            self._file.close()
+
+    def finish(self) -> None:
+        """Flush, close and check size and digest; raises on any mismatch."""
+        self._join()
+        if self._error is not None:
+            raise self._error
+        if self.written != self.size:
+            raise SizeMismatchError(f"{self.what}: got {self.written} bytes, expected {self.size}")
+        actual = "sha256:" + self._hash.hexdigest()
+        if actual != self.digest:
+            raise DigestMismatchError(
+                f"{self.what}: digest mismatch (expected {self.digest}, got {actual}); refusing it"
+            )
+
+    def abort(self) -> None:
+        """Stop the worker and close the file (the caller removes it)."""
+        self._join()
+
+    def __enter__(self) -> "VerifyingWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
