@@ -48,14 +48,14 @@ def render_inspect(result: InspectResult, console: Any) -> None:
             console.print(f"[bold]Dataset[/]       {dataset.uri}" + (f" ({dataset.digest})" if dataset.digest else ""))
         if lineage.code:
             dirty = " (dirty)" if lineage.code.dirty else ""
-            console.print(f"[bold]Code[/]          {lineage.code.remote or '-'} @ {lineage.code.commit or '-'}{dirty}")
+            console.print(f"[bold]Code[/]          {lineage.code.remote or '(no remote)'} @ {lineage.code.commit or '-'}{dirty}")
         if lineage.run:
             console.print(f"[bold]Run[/]           {lineage.run.id or '-'} {lineage.run.uri or ''}".rstrip())
     table = Table(title="Files", show_edge=False)
     table.add_column("Path")
     table.add_column("Size", justify="right")
     table.add_column("Mode")
-    table.add_column("Digest")
+    table.add_column("Digest", overflow="fold")
     for f in result.files:
         table.add_row(f.path, _size(f.size), oct(f.mode)[2:] if f.mode is not None else "-", f.digest)
     console.print(table)

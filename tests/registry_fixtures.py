@@ -13,11 +13,13 @@ Function fixtures: ``repo`` (a fresh repository name), ``docker_config`` (an emp
 from __future__ import annotations
 
 import base64
+import ctypes
 import datetime as dt
 import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -54,6 +56,7 @@ __all__ = [
     "RegistryServer",
     "Reply",
     "TestCA",
+    "TokenRegistry",
     "TokenServer",
     "client",
     "docker_config",
@@ -70,6 +73,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when pytest dies, even by SIGKILL, so no registry is orphaned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the fixtures' own stop() still runs on normal exits
 
 
 def fast_retry(sleeps: list[float] | None = None) -> RetryPolicy:
@@ -181,6 +193,10 @@ class RegistryServer:
         self._auth = auth
         self._extra = extra or {}
         self._process: subprocess.Popen[bytes] | None = None
+        # Set by the fixtures that configure TLS or auth.
+        self.ca_file: Path | None = tls.ca_file if tls else None
+        self.username: str | None = None
+        self.password: str | None = None
 
     def _config(self) -> dict[str, Any]:
         http: dict[str, Any] = {"addr": self.host, "secret": "ocimodel-tests"}
@@ -204,7 +220,10 @@ class RegistryServer:
         log = open(self.log_path, "ab")
         try:
             self._process = subprocess.Popen(
-                [REGISTRY_BINARY, "serve", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT
+                [REGISTRY_BINARY, "serve", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
@@ -377,6 +396,7 @@ class TokenServer:
         with self._lock:
             self.token_requests += 1
         url = urlsplit(request.path)
+        authorised: bool | None
         if url.path != "/token":
             return Reply(404)
         if request.method == "POST":
@@ -403,9 +423,9 @@ class TokenServer:
         if not header:
             return False
         scheme, _, encoded = header.partition(" ")
-        user, _, password = base64.b64decode(encoded).decode().partition(":")
         if scheme.lower() != "basic":
             return None
+        user, _, password = base64.b64decode(encoded).decode().partition(":")
         if (user, password) == (self.username, self.password):
             return True
         if password == self.refresh_token:  # GET fallback for identity tokens
@@ -443,7 +463,7 @@ class TokenServer:
 
 def _require_binary() -> None:
     if not shutil.which(REGISTRY_BINARY):
-        pytest.skip(f"{REGISTRY_BINARY} not installed (apt-get install docker-registry)")
+        pytest.fail(f"{REGISTRY_BINARY} not installed: run 'make test' (it installs it) or apt-get install docker-registry")
 
 
 @pytest.fixture(scope="session")
@@ -468,15 +488,14 @@ def tls_basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reg
     htpasswd.write_text(f"{username}:{hashed}\n")
     auth = {"htpasswd": {"realm": "ocimodel-test", "path": str(htpasswd)}}
     server = RegistryServer(workdir, auth=auth, tls=ca)
-    server.ca_file = ca.ca_file  # type: ignore[attr-defined]
-    server.username, server.password = username, password  # type: ignore[attr-defined]
+    server.username, server.password = username, password
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator["TokenRegistry"]:
     """Bearer-token auth; ``.token_server`` (a TokenServer), ``.username``, ``.password``,
     ``.refresh_token``; ``.token_requests`` reads the token server's request counter."""
     _require_binary()
@@ -490,7 +509,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
             "rootcertbundle": str(tokens.cert_file),
         }
     }
-    server = _TokenRegistry(workdir, tokens, auth=auth)
+    server = TokenRegistry(workdir, tokens, auth=auth)
     tokens.server.start()
     try:
         server.start()
@@ -500,7 +519,9 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
         tokens.server.stop()
 
 
-class _TokenRegistry(RegistryServer):
+class TokenRegistry(RegistryServer):
+    """A RegistryServer whose auth is a TokenServer's bearer tokens."""
+
     def __init__(self, workdir: Path, tokens: TokenServer, **kwargs: Any) -> None:
         super().__init__(workdir, **kwargs)
         self.token_server = tokens
@@ -508,6 +529,7 @@ class _TokenRegistry(RegistryServer):
 
     @property
     def token_requests(self) -> int:
+        """How many requests the token server has answered so far."""
         return self.token_server.token_requests
 
 

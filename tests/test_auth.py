@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from registry_fixtures import RegistryServer, fast_retry
+from registry_fixtures import RegistryServer, TokenRegistry, fast_retry
 
 from ocimodel.descriptor import LAYER_MEDIA_TYPE, MANIFEST_V1, Descriptor, Manifest
 from ocimodel.errors import AuthError, NetworkError, OcimodelError
@@ -26,6 +26,12 @@ def _round_trip(client: RegistryClient, server: RegistryServer, repo: str, paylo
     client.put_manifest(ref, manifest.raw, MANIFEST_V1)
     assert client.get_manifest(ref).raw == manifest.raw
     assert client.fetch_blob_bytes(ref, layer) == payload
+
+
+def _login(server: RegistryServer) -> None:
+    """Store the fixture's right username and password in the test's DOCKER_CONFIG."""
+    assert server.username and server.password
+    CredentialStore().login(server.host, server.username, server.password)
 
 
 # -- challenge parsing -------------------------------------------------------------------------
@@ -56,8 +62,8 @@ def test_parse_several_challenges_and_escapes() -> None:
 
 def test_tls_basic_auth_round_trip(tls_basic_registry: RegistryServer, repo: str, docker_config: Path) -> None:
     server = tls_basic_registry
-    CredentialStore().login(server.host, server.username, server.password)  # type: ignore[attr-defined]
-    with RegistryClient(ca_file=server.ca_file) as client:  # type: ignore[attr-defined]
+    _login(server)
+    with RegistryClient(ca_file=server.ca_file) as client:
         client.ping(server.host)
         _round_trip(client, server, repo)
 
@@ -67,9 +73,10 @@ def test_wrong_password_is_auth_error_without_the_password(
 ) -> None:
     server = tls_basic_registry
     secret = "Wr0ng-but-S3cret-passw0rd"
-    CredentialStore().login(server.host, server.username, secret)  # type: ignore[attr-defined]
+    assert server.username
+    CredentialStore().login(server.host, server.username, secret)
     caplog.set_level(logging.DEBUG)
-    with RegistryClient(ca_file=server.ca_file) as client:  # type: ignore[attr-defined]
+    with RegistryClient(ca_file=server.ca_file) as client:
         with pytest.raises(AuthError, match=f"wrong username or password for {server.host}") as info:
             client.ping(server.host)
         with pytest.raises(AuthError) as info2:
@@ -81,7 +88,7 @@ def test_wrong_password_is_auth_error_without_the_password(
 
 def test_no_credentials_says_login(tls_basic_registry: RegistryServer, repo: str, docker_config: Path) -> None:
     server = tls_basic_registry
-    with RegistryClient(ca_file=server.ca_file) as client:  # type: ignore[attr-defined]
+    with RegistryClient(ca_file=server.ca_file) as client:
         with pytest.raises(AuthError, match=f"authentication required for {server.host}: run 'ocimodel login"):
             client.head_manifest(Reference(server.host, repo, "v1"))
 
@@ -94,7 +101,7 @@ def test_tls_without_ca_is_network_error(tls_basic_registry: RegistryServer, doc
 
 def test_insecure_skips_verification(tls_basic_registry: RegistryServer, repo: str, docker_config: Path) -> None:
     server = tls_basic_registry
-    CredentialStore().login(server.host, server.username, server.password)  # type: ignore[attr-defined]
+    _login(server)
     with RegistryClient(insecure=True) as client:
         _round_trip(client, server, repo)
 
@@ -102,13 +109,9 @@ def test_insecure_skips_verification(tls_basic_registry: RegistryServer, repo: s
 # -- Bearer tokens -----------------------------------------------------------------------------
 
 
-def _login(server: RegistryServer) -> None:
-    CredentialStore().login(server.host, server.username, server.password)  # type: ignore[attr-defined]
-
-
-def test_token_flow_and_caching(token_registry: RegistryServer, repo: str, docker_config: Path) -> None:
+def test_token_flow_and_caching(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     _login(token_registry)
-    before = token_registry.token_requests  # type: ignore[attr-defined]
+    before = token_registry.token_requests
     with RegistryClient(plain_http=True) as client:
         _round_trip(client, token_registry, repo)
         ref = Reference(token_registry.host, repo, "v1")
@@ -116,10 +119,10 @@ def test_token_flow_and_caching(token_registry: RegistryServer, repo: str, docke
             client.head_manifest(ref)
             client.list_tags(ref)
     # One pull,push token for the push; the reads reuse it (it covers pull).
-    assert token_registry.token_requests - before == 1  # type: ignore[attr-defined]
+    assert token_registry.token_requests - before == 1
 
 
-def test_token_wrong_password(token_registry: RegistryServer, repo: str, docker_config: Path) -> None:
+def test_token_wrong_password(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     CredentialStore().login(token_registry.host, "bob", "not-the-password")
     with RegistryClient(plain_http=True) as client:
         with pytest.raises(AuthError, match=f"wrong username or password for {token_registry.host}") as info:
@@ -127,15 +130,15 @@ def test_token_wrong_password(token_registry: RegistryServer, repo: str, docker_
     assert "not-the-password" not in str(info.value)
 
 
-def test_token_anonymous_is_denied(token_registry: RegistryServer, repo: str, docker_config: Path) -> None:
+def test_token_anonymous_is_denied(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     with RegistryClient(plain_http=True) as client:
         with pytest.raises(AuthError, match="run 'ocimodel login"):
             client.head_manifest(Reference(token_registry.host, repo, "v1"))
 
 
-def test_refused_token_is_fetched_again_once(token_registry: RegistryServer, repo: str, docker_config: Path) -> None:
+def test_refused_token_is_fetched_again_once(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     _login(token_registry)
-    tokens = token_registry.token_server  # type: ignore[attr-defined]
+    tokens = token_registry.token_server
     with RegistryClient(plain_http=True) as client:
         ref = Reference(token_registry.host, repo, "v1")
         client.head_manifest(ref)  # learn the challenge, cache a good token
@@ -146,9 +149,9 @@ def test_refused_token_is_fetched_again_once(token_registry: RegistryServer, rep
         assert tokens.token_requests - before == 2
 
 
-def test_expired_token_is_refreshed(token_registry: RegistryServer, repo: str, docker_config: Path) -> None:
+def test_expired_token_is_refreshed(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     _login(token_registry)
-    tokens = token_registry.token_server  # type: ignore[attr-defined]
+    tokens = token_registry.token_server
     tokens.expires_in = 1
     try:
         with RegistryClient(plain_http=True) as client:
@@ -162,11 +165,11 @@ def test_expired_token_is_refreshed(token_registry: RegistryServer, repo: str, d
         tokens.expires_in = 300
 
 
-def test_identity_token_uses_oauth2_post(token_registry: RegistryServer, repo: str, docker_config: Path) -> None:
+def test_identity_token_uses_oauth2_post(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     (docker_config / "config.json").write_text(
-        '{"auths": {"%s": {"identitytoken": "%s"}}}' % (token_registry.host, token_registry.refresh_token)  # type: ignore[attr-defined]
+        '{"auths": {"%s": {"identitytoken": "%s"}}}' % (token_registry.host, token_registry.refresh_token)
     )
-    tokens = token_registry.token_server  # type: ignore[attr-defined]
+    tokens = token_registry.token_server
     start = len(tokens.server.requests)
     with RegistryClient(plain_http=True) as client:
         _round_trip(client, token_registry, repo)
@@ -174,11 +177,11 @@ def test_identity_token_uses_oauth2_post(token_registry: RegistryServer, repo: s
     assert methods == {"POST"}
 
 
-def test_identity_token_falls_back_to_get(token_registry: RegistryServer, repo: str, docker_config: Path) -> None:
+def test_identity_token_falls_back_to_get(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     (docker_config / "config.json").write_text(
-        '{"auths": {"%s": {"identitytoken": "%s"}}}' % (token_registry.host, token_registry.refresh_token)  # type: ignore[attr-defined]
+        '{"auths": {"%s": {"identitytoken": "%s"}}}' % (token_registry.host, token_registry.refresh_token)
     )
-    tokens = token_registry.token_server  # type: ignore[attr-defined]
+    tokens = token_registry.token_server
     tokens.allow_post = False
     try:
         with RegistryClient(plain_http=True) as client:
@@ -187,7 +190,7 @@ def test_identity_token_falls_back_to_get(token_registry: RegistryServer, repo: 
         tokens.allow_post = True
 
 
-def test_cross_repo_mount_with_tokens(token_registry: RegistryServer, repo: str, docker_config: Path) -> None:
+def test_cross_repo_mount_with_tokens(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     _login(token_registry)
     data = b"mount me"
     desc = Descriptor.from_bytes(LAYER_MEDIA_TYPE, data)
@@ -198,7 +201,7 @@ def test_cross_repo_mount_with_tokens(token_registry: RegistryServer, repo: str,
         assert client.fetch_blob_bytes(target, desc) == data
 
 
-def test_ping_checks_token_credentials(token_registry: RegistryServer, docker_config: Path) -> None:
+def test_ping_checks_token_credentials(token_registry: TokenRegistry, docker_config: Path) -> None:
     with RegistryClient(plain_http=True) as client:
         client.ping(token_registry.host)  # anonymous tokens may read /v2/
         CredentialStore().login(token_registry.host, "bob", "wrong")

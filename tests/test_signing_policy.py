@@ -43,7 +43,6 @@ def test_json_and_yaml_files_match_flags(tmp_path: Path) -> None:
     )
     expected = flags(tmp_path)
     assert VerificationPolicy.from_file(tmp_path / "policy.json") == expected
-    pytest.importorskip("yaml")
     assert VerificationPolicy.from_file(tmp_path / "policy.yaml") == expected
 
 

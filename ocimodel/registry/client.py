@@ -22,6 +22,7 @@ import re
 import ssl
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -50,9 +51,9 @@ from ..errors import (
     UnsafeContentError,
     UsageError,
 )
-from ..reference import Reference
+from ..reference import DOCKER_HUB, DOCKER_HUB_API, Reference
 from .auth import Authenticator, repository_scope
-from .credentials import CredentialStore
+from .credentials import CredentialStore, normalise_host
 from .retry import RetryableFailure, RetryPolicy, is_retryable_status, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -366,12 +367,9 @@ class RegistryClient:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        response = self._send("GET", self._url(ref, "blobs", descriptor.digest), op, headers=headers)
-        try:
+        with self._open("GET", self._url(ref, "blobs", descriptor.digest), op, headers=headers) as response:
             start = self._blob_start(response, descriptor, offset, op)
             yield BlobStream(response, descriptor, start, op)
-        finally:
-            response.close()
 
     def fetch_blob_bytes(self, ref: Reference, descriptor: Descriptor, *, max_size: int = MAX_MANIFEST_SIZE) -> bytes:
         """Download a small blob into memory, verifying size and digest."""
@@ -519,7 +517,8 @@ class RegistryClient:
 
     def ping(self, registry: str) -> None:
         """Check the registry answers and accepts our credentials (for ``login``)."""
-        api_host = Reference.parse(f"{registry}/ping").api_host
+        host = normalise_host(registry)
+        api_host = DOCKER_HUB_API if host == DOCKER_HUB else host
         op = _Op("GET", "the API root /v2/", api_host)
         with self._open("GET", httpx.URL(f"{self.scheme}://{api_host}/v2/"), op) as response:
             if response.status_code == 200:
@@ -583,7 +582,7 @@ class RegistryClient:
                 "Content-Length": str(length),
                 "Content-Range": f"{offset}-{offset + length - 1}",
             }
-            with self._open("PATCH", location, op, headers=headers, body=lambda g=group: g, retry=False) as response:
+            with self._open("PATCH", location, op, headers=headers, body=partial(iter, group), retry=False) as response:
                 new_location = response.headers.get("location")
                 if response.status_code != 202 or not new_location:
                     raise self._upload_error(response, op)
@@ -699,24 +698,7 @@ class RegistryClient:
         body: BodyFactory | None = None,
         retry: bool = True,
     ) -> Iterator[httpx.Response]:
-        """:meth:`_send` as a context manager that closes the response."""
-        response = self._send(method, url, op, headers=headers, body=body, retry=retry)
-        try:
-            yield response
-        finally:
-            response.close()
-
-    def _send(
-        self,
-        method: str,
-        url: httpx.URL,
-        op: _Op,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: BodyFactory | None = None,
-        retry: bool = True,
-    ) -> httpx.Response:
-        """Send with auth and redirects; returns an open (streaming) response to close.
+        """Send with auth and redirects; yields the open (streaming) response, closed after.
 
         Retryable failures (408/429/5xx, connection errors) are retried here when ``retry``;
         otherwise they propagate as RetryableFailure so the caller can restart a larger unit
@@ -734,7 +716,11 @@ class RegistryClient:
                 raise RetryableFailure(NetworkError(str(error)), parse_retry_after(response.headers.get("retry-after")))
             return response
 
-        return self.retry.run(attempt) if retry else attempt()
+        response = self.retry.run(attempt) if retry else attempt()
+        try:
+            yield response
+        finally:
+            response.close()
 
     def _authorized(
         self, method: str, url: httpx.URL, op: _Op, headers: dict[str, str], body: BodyFactory | None
@@ -798,5 +784,7 @@ class RegistryClient:
         elif isinstance(exc, httpx.ConnectError):
             error = NetworkError(f"cannot connect to registry {host} ({text}): check the host, port and network")
         else:
-            error = NetworkError(f"connection to registry {host} failed during {op.verb} {op.noun}: {type(exc).__name__}: {text}")
+            error = NetworkError(
+                f"connection to registry {host} failed during {op.verb} {op.noun}: {type(exc).__name__}: {text}"
+            )
         return RetryableFailure(error)

@@ -202,7 +202,9 @@ class CredentialStore:
                 "install it or remove it from the config"
             ) from None
         except subprocess.TimeoutExpired:
-            raise AuthError(f"credential helper {program} {action} did not answer within {_HELPER_TIMEOUT:.0f} s") from None
+            raise AuthError(
+                f"credential helper {program} {action} did not answer within {_HELPER_TIMEOUT:.0f} s"
+            ) from None
         if proc.returncode == 0:
             return proc.stdout
         # Only the helper's message is shown: it is about the lookup, never the secret we sent.

@@ -73,7 +73,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if retry_after is not None:
             return retry_after
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         # Half fixed, half random: spreads parallel clients without ever waiting ~0.
         return ceiling / 2 + self.jitter() * ceiling / 2
 
