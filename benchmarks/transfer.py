@@ -15,9 +15,8 @@ Starts ONE distribution registry (the Debian ``docker-registry`` binary, plain h
 Each tool pushes to a fresh repository, and the registry's storage is wiped after each tool's
 push+pull so every push writes the blob anew. Each pull writes into a fresh directory that
 is removed afterwards; every pulled file is checked against the original's sha256 (not timed).
-Wall time and the peak RSS of the tool process (``os.wait4``'s ``ru_maxrss``, taken in a tiny spawner,
-see ``Bench.timed``) are recorded per command;
-the table shows medians. Only 127.0.0.1 is contacted.
+Wall time and the tool process's peak RSS (``os.wait4``'s ``ru_maxrss``, taken in a tiny spawner:
+see ``Bench.timed``) are recorded per command; the table shows medians. Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
@@ -144,6 +143,7 @@ class Bench:
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
             PYTHONDONTWRITEBYTECODE="1",
+            XDG_CACHE_HOME=str(self.workdir / "xdg-cache"),  # nothing leaks into ~/.cache
         )
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         return env
@@ -172,7 +172,7 @@ class Bench:
 
     # -- measuring ------------------------------------------------------------------------
 
-    def timed(self, argv: list[str], cwd: Path | None = None) -> Timed:
+    def timed(self, argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> Timed:
         """Run ``argv`` through the tiny spawner; wall time from fork to reap, and its peak RSS.
 
         Why a spawner: ``ru_maxrss`` from wait4 includes the RSS high-water mark of the memory
@@ -185,7 +185,7 @@ class Bench:
         report = self.workdir / f"rusage-{uuid.uuid4().hex[:8]}.json"
         try:
             proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", SPAWNER, str(report), *argv], stdout=out,
-                                    stderr=err, stdin=subprocess.DEVNULL, env=self.env, cwd=cwd)
+                                    stderr=err, stdin=subprocess.DEVNULL, env=env or self.env, cwd=cwd)
             try:
                 proc.wait()
             except BaseException:
@@ -275,9 +275,14 @@ class Bench:
         detail = json.loads(got.stdout.strip().splitlines()[-1])
         return got.seconds, got.max_rss_kib, detail, dest / FILE_NAME
 
+    def cold_cache_env(self) -> dict[str, str]:
+        """ocimodel with an empty cache: no remembered digest (push hashes), no cached blob (pull downloads)."""
+        cache = self.workdir / f"ocimodel-cache-{uuid.uuid4().hex[:8]}"
+        return {**self.env, "OCIMODEL_CACHE_DIR": str(cache)}
+
     def ocimodel_push(self, repo: str) -> tuple[float, int, dict[str, Any]]:
         got = self.timed([sys.executable, "-m", "ocimodel", "push", str(self.file), f"{self.host}/{repo}:bench",
-                          "--no-git", "--json"])
+                          "--no-git", "--json"], env=self.cold_cache_env())
         self.check(got, "ocimodel push")
         result = json.loads(got.stdout)
         if result.get("uploadedBlobs") != 1:
@@ -288,7 +293,8 @@ class Bench:
 
     def ocimodel_pull(self, repo: str, dest: Path) -> tuple[float, int, dict[str, Any], Path]:
         # DEST does not exist yet: ocimodel creates it (and its staging dir inside it).
-        got = self.timed([sys.executable, "-m", "ocimodel", "pull", f"{self.host}/{repo}:bench", str(dest), "--json"])
+        got = self.timed([sys.executable, "-m", "ocimodel", "pull", f"{self.host}/{repo}:bench", str(dest), "--json"],
+                         env=self.cold_cache_env())
         self.check(got, "ocimodel pull")
         result = json.loads(got.stdout)
         return got.seconds, got.max_rss_kib, {"manifest": result["digest"]}, dest / FILE_NAME
@@ -326,6 +332,8 @@ class Bench:
                 raise RuntimeError(f"{tool} pull wrote bytes that differ from the original ({target})")
         finally:
             shutil.rmtree(dest, ignore_errors=True)
+            for cache in self.workdir.glob("ocimodel-cache-*"):
+                shutil.rmtree(cache, ignore_errors=True)
             self.wipe_storage()
 
     def run(self, rotate: bool = True) -> None:
@@ -401,7 +409,8 @@ def render(rows: list[dict[str, Any]], size: int, rounds: int) -> str:
         lines.append(f"  {'PASS' if ok else 'MISS'}  {name}: {value}")
     lines.append("")
     lines.append("Notes: curl push = POST + PUT (sha256 computed beforehand, untimed); ocimodel push includes hashing")
-    lines.append("the file and process start-up. Pulled bytes of every tool were compared with the original's sha256")
+    lines.append("the file and process start-up, with an empty OCIMODEL_CACHE_DIR per command (cold: every byte is")
+    lines.append("hashed and downloaded). Pulled bytes of every tool were compared with the original's sha256")
     lines.append("after timing. ocimodel pull verifies size and digest while streaming; oras-py pull does NOT")
     lines.append("verify digests (it writes whatever the registry sends); curl -o verifies nothing either.")
     return "\n".join(lines)

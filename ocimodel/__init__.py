@@ -1,6 +1,7 @@
 """ocimodel: machine learning models as signed, versioned artifacts in any OCI registry.
 
-The Python verbs mirror the CLI: :func:`push`, :func:`pull`, :func:`inspect`, :func:`tags`.
+The Python verbs mirror the CLI: :func:`push`, :func:`pull`, :func:`inspect`, :func:`tags`,
+:func:`sign`, :func:`verify`, :func:`verify_blob`, :func:`keygen`.
 Imports are lazy so that ``import ocimodel`` (and ``ocimodel --help``) stay fast.
 """
 
@@ -17,6 +18,14 @@ _LAZY = {
     "tags": "ocimodel.api",
     "login": "ocimodel.api",
     "logout": "ocimodel.api",
+    "sign": "ocimodel.api",
+    "verify": "ocimodel.api",
+    "verify_blob": "ocimodel.api",
+    "verify_bundle": "ocimodel.api",
+    "keygen": "ocimodel.api",
+    "SignResult": "ocimodel.api",
+    "VerifyResult": "ocimodel.api",
+    "VerificationPolicy": "ocimodel.api",
     "Client": "ocimodel.api",
     "PushResult": "ocimodel.api",
     "PullResult": "ocimodel.api",
@@ -30,7 +39,26 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Client, InspectResult, PullResult, PushResult, inspect, login, logout, pull, push, tags
+    from .api import (
+        Client,
+        InspectResult,
+        PullResult,
+        PushResult,
+        SignResult,
+        VerificationPolicy,
+        VerifyResult,
+        inspect,
+        keygen,
+        login,
+        logout,
+        pull,
+        push,
+        sign,
+        tags,
+        verify,
+        verify_blob,
+        verify_bundle,
+    )
     from .config import ModelConfig
     from .errors import OcimodelError
     from .reference import Reference

@@ -1,4 +1,6 @@
-"""The Python verbs, one per CLI command: push, pull, inspect, tags, login, logout.
+"""The Python verbs, one per CLI command: push, pull, inspect, tags, login, logout, and
+the provenance verbs re-exported from :mod:`ocimodel.provenance` (sign, verify, verify_blob,
+keygen, verify_bundle).
 
 Each verb composes the layers below (reference parsing, the registry client, transfers)
 and returns a typed result; the CLI only parses options and prints these results.
@@ -25,8 +27,20 @@ from .descriptor import (
 from .errors import OcimodelError, UsageError
 from .files import collect_files
 from .gitinfo import detect_code
+from .provenance import (
+    SignResult,
+    VerifyResult,
+    keygen,
+    list_signatures,
+    require_signature,
+    sign,
+    verify,
+    verify_blob,
+    verify_bundle,
+)
 from .reference import Reference, validate_digest
 from .registry.client import RegistryClient
+from .signing.policy import VerificationPolicy
 from .transfer import (
     DEFAULT_CONCURRENCY,
     NullObserver,
@@ -290,15 +304,19 @@ class Client:
         include: Sequence[str] = (),
         allow_any_type: bool = False,
         observer: TransferObserver | None = None,
+        policy: VerificationPolicy | None = None,
     ) -> PullResult:
         """Pull the model at ``ref`` into the directory ``dest``, every byte verified.
 
-        The reference is resolved to a digest once; on any failure nothing is left in
-        ``dest`` that was not there before.
+        The reference is resolved to a digest once; with a ``policy``, that digest's
+        signatures are verified before anything is written, and that same digest is pulled.
+        On any failure nothing is left in ``dest`` that was not there before.
         """
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         model = resolve(self.registry, reference, allow_any_type=allow_any_type)
         planned = plan_files(model, include)
+        if policy is not None:
+            require_signature(self.registry, model.reference, policy)
         download_into(self.registry, model, Path(dest), planned, observer or NullObserver(), self.concurrency)
         return PullResult(
             reference=str(reference),
@@ -322,7 +340,17 @@ class Client:
             annotations=dict(manifest.annotations),
             files=_manifest_files(manifest, model.config),
             config=model.config,
+            signatures=list_signatures(self.registry, model.reference),
         )
+
+    # ------------------------------------------------------------------------ provenance
+    def sign(self, ref: str | Reference, **kwargs: Any) -> SignResult:
+        """Sign the manifest at ``ref``; see :func:`ocimodel.provenance.sign`."""
+        return sign(ref, registry=self.registry, **kwargs)
+
+    def verify(self, ref: str | Reference, policy: VerificationPolicy) -> VerifyResult:
+        """Verify the signatures of ``ref``; see :func:`ocimodel.provenance.verify`."""
+        return verify(ref, policy, registry=self.registry)
 
     def tags(self, repository: str | Reference) -> list[str]:
         """The repository's tags, sorted."""

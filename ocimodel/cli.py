@@ -8,6 +8,7 @@ one line ``error: ...`` on stderr and exit with the code of their class (see REA
 from __future__ import annotations
 
 import functools
+import inspect as pyinspect
 import json
 import sys
 from pathlib import Path
@@ -38,6 +39,56 @@ PlainHttp = Annotated[bool, typer.Option("--plain-http", envvar=_env("plain-http
 Insecure = Annotated[bool, typer.Option("--insecure", envvar=_env("insecure"), help="Do not verify the registry's TLS certificate.")]
 CaFile = Annotated[Optional[Path], typer.Option("--ca-file", envvar=_env("ca-file"), help="CA bundle to verify the registry's TLS certificate.")]
 JsonOut = Annotated[bool, typer.Option("--json", envvar=_env("json"), help="Print machine-readable JSON on stdout.")]
+ModelRef = Annotated[str, typer.Argument(help="Model reference (tag or digest).")]
+Staging = Annotated[bool, typer.Option("--staging", envvar=_env("staging"), help="Use the public Sigstore staging instance.")]
+
+
+def _policy_option(flag: str, help: str, type_: Any = Optional[str]) -> Any:
+    return Annotated[type_, typer.Option(flag, envvar=_env(flag.lstrip("-")), help=help, rich_help_panel="Verification policy")]
+
+
+#: The verification policy options of verify, verify-blob and pull (and later promote):
+#: parameter name -> (annotation, default). ``policy_options`` adds them to a command.
+POLICY_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "certificate_identity": (_policy_option("--certificate-identity", "Exact signer identity (email or URI) required."), None),
+    "certificate_identity_regexp": (_policy_option("--certificate-identity-regexp", "Regexp the whole signer identity must match."), None),
+    "certificate_oidc_issuer": (_policy_option("--certificate-oidc-issuer", "Exact OIDC issuer required."), None),
+    "certificate_oidc_issuer_regexp": (_policy_option("--certificate-oidc-issuer-regexp", "Regexp the whole OIDC issuer must match."), None),
+    "certificate_github_workflow_repository": (
+        _policy_option("--certificate-github-workflow-repository", "GitHub repository (owner/name) whose workflow must have signed."),
+        None,
+    ),
+    "keys": (_policy_option("--key", "Public key (PEM) that may have signed; repeatable.", Optional[List[Path]]), None),
+    "trusted_root": (_policy_option("--trusted-root", "Pinned Sigstore trusted root JSON (offline verification).", Optional[Path]), None),
+    "staging": (_policy_option("--staging", "Trust the public Sigstore staging root.", bool), False),
+    "policy_file": (_policy_option("--policy", "Policy file (JSON or YAML) with the same fields; flags override it.", Optional[Path]), None),
+}
+
+
+def policy_options(fn: F) -> F:
+    """Give a command the policy options; it receives them as one ``policy`` argument.
+
+    ``policy`` is None when no option is set (pull then does not verify).
+    """
+    signature = pyinspect.signature(fn, eval_str=True)
+    kept = [p for name, p in signature.parameters.items() if name != "policy"]
+    added = [
+        pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in POLICY_OPTIONS.items()
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .signing.policy import VerificationPolicy
+
+        values = {name: kwargs.pop(name) for name in POLICY_OPTIONS}
+        policy_file, keys = values.pop("policy_file"), values.pop("keys") or ()
+        policy = VerificationPolicy.from_options(policy_file=policy_file, keys=keys, **values)
+        return fn(*args, policy=policy if policy.requires_verification else None, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
+    return wrapper  # type: ignore[return-value]
 
 
 def _stderr() -> Any:
@@ -90,6 +141,19 @@ def _observer(json_out: bool) -> Any:
 
 def _print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _run(connection: tuple[bool, bool, Path | None], json_out: bool, call: Callable[[Any], Any]) -> Any:
+    """``call(client)`` on a client for ``connection`` (plain_http, insecure, ca_file).
+
+    With ``json_out`` the result is printed as JSON and None returned; else it is returned.
+    """
+    with _client(*connection) as client:
+        result = call(client)
+    if json_out:
+        _print_json(result.to_dict())
+        return None
+    return result
 
 
 def _version_callback(value: bool) -> None:
@@ -178,6 +242,7 @@ def push(
 
 @app.command()
 @handle_errors
+@policy_options
 def pull(
     ref: Annotated[str, typer.Argument(envvar=_env("ref"), help="Model reference (tag or digest).")],
     dest: Annotated[Path, typer.Argument(envvar=_env("dest"), help="Destination directory.")],
@@ -188,11 +253,15 @@ def pull(
     insecure: Insecure = False,
     ca_file: CaFile = None,
     json_out: JsonOut = False,
+    policy: Any = None,
 ) -> None:
-    """Pull a model into DEST, verifying every byte; writes nothing on failure."""
+    """Pull a model into DEST, verifying every byte; writes nothing on failure.
+
+    With any verification policy option, the signature is verified first, on the digest then pulled.
+    """
     with _client(plain_http, insecure, ca_file) as client, _observer(json_out) as observer:
         client.concurrency = concurrency
-        result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer)
+        result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer, policy=policy)
     if json_out:
         _print_json(result.to_dict())
         return
@@ -204,21 +273,116 @@ def pull(
 @app.command()
 @handle_errors
 def inspect(
-    ref: Annotated[str, typer.Argument(help="Model reference (tag or digest).")],
+    ref: ModelRef,
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_file: CaFile = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Show a model's digest, type, metadata, lineage and files."""
-    with _client(plain_http, insecure, ca_file) as client:
-        result = client.inspect(ref)
-    if json_out:
-        _print_json(result.to_dict())
-        return
-    from .render import render_inspect
+    """Show a model's digest, type, metadata, lineage, files and (unverified) signatures."""
+    result = _run((plain_http, insecure, ca_file), json_out, lambda client: client.inspect(ref))
+    if result is not None:
+        from .render import render_inspect
 
-    render_inspect(result, _stdout())
+        render_inspect(result, _stdout())
+
+
+# ---------------------------------------------------------------------------- provenance
+
+
+def _who(kind: str, signer: str | None, issuer: str | None) -> str:
+    if kind == "key":
+        return f"key {signer or '?'}"
+    return f"{signer or '?'} (issuer {issuer or '?'})"
+
+
+@app.command()
+@handle_errors
+def sign(
+    ref: Annotated[str, typer.Argument(help="Model reference (tag or digest); its digest is signed.")],
+    key: Annotated[Optional[Path], typer.Option("--key", envvar=_env("key"), help="Sign with this encrypted private key instead of keyless (password: OCIMODEL_KEY_PASSWORD or prompt).")] = None,
+    identity_token: Annotated[Optional[str], typer.Option("--identity-token", envvar=_env("identity-token"), help="OIDC identity token for keyless signing (default: CI ambient credential or browser).")] = None,
+    staging: Staging = False,
+    trust_config: Annotated[Optional[Path], typer.Option("--trust-config", envvar=_env("trust-config"), help="Sigstore ClientTrustConfig JSON of a private deployment.")] = None,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Sign a model's manifest digest and attach the signature to it in the registry."""
+    options = {"key": key, "identity_token": identity_token, "staging": staging, "trust_config": trust_config}
+    result = _run((plain_http, insecure, ca_file), json_out, lambda client: client.sign(ref, **options))
+    if result is None:
+        return
+    typer.echo(f"Signed {result.digest} as {_who(result.kind, result.signer, result.issuer)}", err=True)
+    typer.echo(f"Signature stored as referrer {result.referrer}" + (f" (listed in tag {result.fallback_tag})" if result.fallback_tag else ""), err=True)
+    typer.echo(result.referrer)
+
+
+@app.command()
+@handle_errors
+def keygen(
+    output_prefix: Annotated[str, typer.Option("--output-prefix", envvar=_env("output-prefix"), help="Writes PREFIX.key and PREFIX.pub.")] = "ocimodel",
+) -> None:
+    """Create an encrypted ECDSA P-256 key pair for signing with --key."""
+    from .api import keygen as api_keygen
+
+    private, public = api_keygen(output_prefix)
+    typer.echo(f"Wrote {private} (encrypted private key) and {public} (public key)", err=True)
+    typer.echo(str(public))
+
+
+def _require_policy(policy: Any) -> Any:
+    """``policy``, or the UsageError an empty policy gets (verify needs one)."""
+    from .signing.policy import VerificationPolicy
+
+    if policy is None:
+        VerificationPolicy().validate()  # raises: says which flags are needed
+    return policy
+
+
+def _print_verified(digest: str, signatures: Any) -> None:
+    for info in signatures:
+        when = f" at {info.signed_at.isoformat()}" if info.signed_at else ""
+        typer.echo(f"Verified {digest}: signed by {_who(info.kind, info.signer, info.issuer)}{when}")
+
+
+@app.command()
+@handle_errors
+@policy_options
+def verify(
+    ref: ModelRef,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+    policy: Any = None,
+) -> None:
+    """Verify that a model is signed as the policy demands (exit 5 if not)."""
+    required = _require_policy(policy)
+    result = _run((plain_http, insecure, ca_file), json_out, lambda client: client.verify(ref, required))
+    if result is not None:
+        _print_verified(result.digest, result.signatures)
+
+
+@app.command("verify-blob")
+@handle_errors
+@policy_options
+def verify_blob(
+    file: Annotated[Path, typer.Argument(help="The signed local file.")],
+    bundle: Annotated[Path, typer.Option("--bundle", envvar=_env("bundle"), help="The Sigstore bundle of FILE.")],
+    json_out: JsonOut = False,
+    policy: Any = None,
+) -> None:
+    """Verify a detached Sigstore bundle over a local file, like cosign verify-blob."""
+    from .provenance import signature_dict
+    from .signing.verify import verify_blob as check_blob
+
+    info = check_blob(file, bundle, _require_policy(policy))
+    if json_out:
+        _print_json(signature_dict(info))
+        return
+    _print_verified(info.digest, [info])
 
 
 def _stdout() -> Any:

@@ -60,6 +60,12 @@ def render_inspect(result: InspectResult, console: Any) -> None:
         table.add_row(f.path, _size(f.size), oct(f.mode)[2:] if f.mode is not None else "-", f.digest)
     console.print(table)
     if result.signatures:
-        console.print("[bold]Signatures[/]")
+        console.print("[bold]Signatures[/] (unverified: the signers they claim; check them with `ocimodel verify`)")
         for sig in result.signatures:
-            console.print(f"  {sig.get('signer', '?')} ({sig.get('digest', '')})")
+            who = sig.get("signer") or "?"
+            if sig.get("kind") == "key":
+                who = f"key {who}"
+            elif sig.get("issuer"):
+                who = f"{who} (issuer {sig['issuer']})"
+            note = f" [{sig['error']}]" if sig.get("error") else ""
+            console.print(f"  {who} in {sig.get('referrer', '?')}{note}", markup=False)

@@ -1,23 +1,31 @@
 """Move a model between a local path and a registry: files <-> layers, verified, in flat memory.
 
-Push hashes each file, uploads missing blobs (streamed, concurrently), then the config,
-then the manifest. Pull resolves the reference to one digest, validates every title before
-touching the disk, streams each blob into a staging directory inside DEST while checking
-size and sha256, and only when everything verified renames the files into place.
+Push hashes each file (or takes its digest from the digest cache when unchanged), uploads the
+blobs the registry lacks (streamed, concurrently; mounted from another repository when the
+cache knows one that has it), then the config, then the manifest.
+
+Pull resolves the reference to one digest, validates every title before touching the disk,
+locks DEST, checks free space, then for each blob either copies it from the local blob cache
+(re-verified) or streams it into a resumable partial file inside DEST while checking size and
+sha256, resuming with ``Range`` when the connection breaks. Only when everything verified are
+the files renamed into place. See :mod:`ocimodel.destination` for what lives in DEST.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import logging
 import os
 import shutil
-import tempfile
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
 
+from .cache import BlobCache
 from .config import FileEntry, ModelConfig
 from .descriptor import (
     ANNOTATION_TITLE,
@@ -29,16 +37,27 @@ from .descriptor import (
     Descriptor,
     Manifest,
 )
-from .errors import UnsafeContentError, UsageError
+from .destination import DestinationLock, Workspace, check_free_space
+from .destination import check_destination as _check_titles_in
+from .errors import (
+    DigestMismatchError,
+    IntegrityError,
+    NetworkError,
+    RegistryError,
+    UsageError,
+)
 from .files import SourceFile, file_chunks, sha256_file
-from .paths import RESERVED_PREFIX, validate_titles
+from .paths import validate_titles
 from .reference import Reference
-from .registry.client import RegistryClient
+from .registry.client import RegistryClient, TransferInterrupted
+from .registry.retry import RetryableFailure
 from .verify import VerifyingWriter
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 2  # two blob streams gave +25% on 2 cores; three gave nothing more
 EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-STAGING_PREFIX = f"{RESERVED_PREFIX}-tmp-"
+_MAX_RESUMES = 50  # rounds of the retry policy per blob, each one having made progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,18 +102,40 @@ class PushedLayers:
     skipped: int
 
 
-def hash_files(sources: Sequence[SourceFile], observer: TransferObserver) -> list[Descriptor]:
-    """Layer descriptors (digest, size, title) for the given files."""
-    layers = []
-    for src in sources:
+def hash_files(
+    sources: Sequence[SourceFile],
+    observer: TransferObserver,
+    *,
+    cache: BlobCache | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> list[Descriptor]:
+    """Layer descriptors (digest, size, title) for the given files.
+
+    With a ``cache``, a file unchanged since it was last hashed (same path, size, mtime, inode)
+    is not read at all. Files are hashed ``concurrency`` at a time (hashlib releases the GIL).
+    """
+
+    def digest_of(src: SourceFile) -> str:
+        known = cache.index.lookup_file(src.path) if cache is not None else None
+        if known is not None:
+            return known
         name = f"hash {src.title}"
         observer.begin(name, src.size)
-        digest = sha256_file(src.path, functools.partial(observer.advance, name))
-        observer.end(name)
-        layers.append(
-            Descriptor(media_type=LAYER_MEDIA_TYPE, digest=digest, size=src.size, annotations={ANNOTATION_TITLE: src.title})
-        )
-    return layers
+        try:
+            before = os.stat(src.path)
+            started = time.time_ns()
+            digest = sha256_file(src.path, functools.partial(observer.advance, name))
+        finally:
+            observer.end(name)
+        if cache is not None:
+            cache.index.store_file(src.path, digest, before, started)
+        return digest
+
+    digests = _run_all(digest_of, list(sources), concurrency)
+    return [
+        Descriptor(media_type=LAYER_MEDIA_TYPE, digest=digest, size=src.size, annotations={ANNOTATION_TITLE: src.title})
+        for src, digest in zip(sources, digests)
+    ]
 
 
 def upload_layers(
@@ -104,8 +145,15 @@ def upload_layers(
     layers: Sequence[Descriptor],
     observer: TransferObserver,
     concurrency: int = DEFAULT_CONCURRENCY,
+    *,
+    cache: BlobCache | None = None,
 ) -> tuple[int, int]:
-    """Upload the blobs of ``layers`` the registry lacks; returns (uploaded, skipped)."""
+    """Upload the blobs of ``layers`` the registry lacks; returns (uploaded, skipped).
+
+    With a ``cache``, a blob known to be in another repository of the same registry is
+    mounted from there (no bytes sent); the repositories that now hold each blob are recorded.
+    A retried upload reopens the file (``open_chunks`` again), never resends consumed bytes.
+    """
     unique: dict[str, tuple[SourceFile, Descriptor]] = {}
     for src, layer in zip(sources, layers):
         unique.setdefault(layer.digest, (src, layer))
@@ -121,7 +169,7 @@ def upload_layers(
                 yield chunk
 
         try:
-            return client.push_blob(ref, layer, open_chunks)
+            return _push_one(client, ref, layer, open_chunks, cache)
         finally:
             observer.end(name)
 
@@ -130,8 +178,30 @@ def upload_layers(
     return uploaded, len(results) - uploaded
 
 
-def _run_all(fn: Callable[[T], R], items: list[T], concurrency: int) -> list[R]:
-    """Run ``fn`` over ``items`` with a thread pool; the first error wins and is re-raised."""
+def _push_one(
+    client: RegistryClient,
+    ref: Reference,
+    layer: Descriptor,
+    open_chunks: Callable[[], Iterable[bytes]],
+    cache: BlobCache | None,
+) -> bool:
+    """Push one blob, mounting it from a repository the cache saw it in; True if sent or mounted."""
+    sources = cache.index.repositories_with(ref.registry, layer.digest, exclude=ref.repository) if cache else []
+    # One mount attempt: if the registry refuses it, the POST turns into a normal upload.
+    sent = client.push_blob(ref, layer, open_chunks, mount_from=sources[0] if sources else None)
+    if cache is not None:
+        cache.index.remember_blob(ref.registry, ref.repository, layer.digest)
+    return sent
+
+
+def _run_all(
+    fn: Callable[[T], R], items: list[T], concurrency: int, cancelled: threading.Event | None = None
+) -> list[R]:
+    """Run ``fn`` over ``items`` with a thread pool; the first error wins and is re-raised.
+
+    ``cancelled`` is set on the first error, before waiting for the running calls, so that
+    long ones (a big download) can notice and stop instead of finishing for nothing.
+    """
     if concurrency <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ocimodel-blob") as pool:
@@ -139,6 +209,8 @@ def _run_all(fn: Callable[[T], R], items: list[T], concurrency: int) -> list[R]:
         try:
             return [f.result() for f in futures]
         except BaseException:
+            if cancelled is not None:
+                cancelled.set()
             for f in futures:
                 f.cancel()
             raise
@@ -227,47 +299,112 @@ def plan_files(model: ResolvedModel, include: Sequence[str] = ()) -> list[Planne
 
 def check_destination(dest: Path, planned: Sequence[PlannedFile]) -> None:
     """Refuse before writing anything if a file would land through a symlink or on a directory."""
-    if dest.is_symlink():
-        dest = dest.resolve()
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(f"destination {str(dest)!r} exists and is not a directory")
-    for item in planned:
-        current = dest
-        parts = item.title.split("/")
-        for i, part in enumerate(parts):
-            current = current / part
-            last = i == len(parts) - 1
-            if current.is_symlink():
-                raise UnsafeContentError(
-                    f"refusing to write {item.title!r}: {str(current)!r} in the destination is a symlink"
-                )
-            if not current.exists():
-                break
-            if last and current.is_dir():
-                raise UsageError(f"cannot write {item.title!r}: {str(current)!r} is a directory")
-            if not last and not current.is_dir():
-                raise UsageError(f"cannot write {item.title!r}: {str(current)!r} is a file, not a directory")
+    _check_titles_in(dest, [item.title for item in planned])
 
 
 def download_blob(
-    client: RegistryClient, ref: Reference, layer: Descriptor, target: Path, observer: TransferObserver, name: str
+    client: RegistryClient,
+    ref: Reference,
+    layer: Descriptor,
+    target: Path,
+    observer: TransferObserver,
+    name: str,
+    *,
+    resume: bool = False,
+    cancelled: threading.Event | None = None,
 ) -> None:
-    """Stream one blob into ``target``, verifying size and digest; removes it on failure."""
+    """Stream one blob into ``target``, verifying size and digest, retrying broken connections.
+
+    A connection lost mid-body is resumed with ``Range`` from the bytes already received (the
+    hash continues; a registry answering 200 instead of 206 restarts it), under the client's
+    retry policy, which starts afresh whenever an attempt made progress. With ``resume``,
+    ``target`` is a partial download kept after a non-integrity failure and continued from its
+    current size; without it ``target`` is removed on any failure. Integrity failures always
+    remove it: bytes that failed a check are never resumed from.
+    """
+    offset = _resumable_size(target, layer.size) if resume else 0
     observer.begin(name, layer.size)
-    writer = VerifyingWriter(target, layer.digest, layer.size, what=f"blob {layer.digest[:19]} ({name})")
     try:
-        if layer.size:
-            with client.open_blob(ref, layer) as blob:
-                for chunk in blob.chunks():
-                    writer.write(chunk)
-                    observer.advance(name, len(chunk))
-        writer.finish()
-    except BaseException:
-        writer.abort()
+        try:
+            _fetch(client, ref, layer, target, offset, observer, name, cancelled)
+        except DigestMismatchError:
+            if not offset:
+                raise
+            # The kept prefix may be what was bad (a crash can leave garbage behind): once,
+            # start over from byte 0 before blaming the registry.
+            logger.warning("resumed download of %s did not verify; downloading it again from the start", name)
+            target.unlink(missing_ok=True)
+            observer.advance(name, -layer.size)
+            _fetch(client, ref, layer, target, 0, observer, name, cancelled)
+    except IntegrityError:
         target.unlink(missing_ok=True)
+        raise
+    except BaseException:
+        if not resume:
+            target.unlink(missing_ok=True)
         raise
     finally:
         observer.end(name)
+
+
+def _resumable_size(target: Path, size: int) -> int:
+    try:
+        have = target.stat().st_size
+    except OSError:
+        return 0
+    if have > size:
+        target.unlink()
+        return 0
+    return have
+
+
+def _fetch(
+    client: RegistryClient,
+    ref: Reference,
+    layer: Descriptor,
+    target: Path,
+    offset: int,
+    observer: TransferObserver,
+    name: str,
+    cancelled: threading.Event | None,
+) -> None:
+    what = f"blob {layer.digest[:19]} ({name})"
+    writer = VerifyingWriter(target, layer.digest, layer.size, what=what, offset=offset)
+    observer.advance(name, offset)
+
+    def attempt() -> None:
+        nonlocal writer
+        try:
+            with client.open_blob(ref, layer, offset=writer.written, retry=False) as blob:
+                if blob.offset != writer.written:  # the registry ignored Range: start over
+                    observer.advance(name, -writer.written)
+                    writer.abort()
+                    writer = VerifyingWriter(target, layer.digest, layer.size, what=what)
+                for chunk in blob.chunks():
+                    if cancelled is not None and cancelled.is_set():
+                        raise _Cancelled()
+                    writer.write(chunk)
+                    observer.advance(name, len(chunk))
+        except TransferInterrupted as exc:
+            raise RetryableFailure(exc) from None
+
+    try:
+        for _ in range(_MAX_RESUMES):
+            if writer.written >= layer.size:
+                break
+            before = writer.written
+            try:
+                client.retry.run(attempt)
+            except (NetworkError, RegistryError):
+                if writer.written == before:
+                    raise  # a whole retry budget without a byte of progress: give up
+        writer.finish()
+    finally:
+        writer.abort()
+
+
+class _Cancelled(Exception):
+    """Another blob of the same pull failed: stop this one at the next chunk."""
 
 
 def download_into(
@@ -277,29 +414,73 @@ def download_into(
     planned: Sequence[PlannedFile],
     observer: TransferObserver,
     concurrency: int = DEFAULT_CONCURRENCY,
+    *,
+    cache: BlobCache | None = None,
 ) -> None:
-    """Download, verify, then move every planned file into ``dest``; all or nothing."""
+    """Download, verify, then move every planned file into ``dest``; all or nothing.
+
+    One pull per DEST at a time (``DEST/.ocimodel.lock``). Blobs already in ``cache`` are copied
+    from it (re-verified); the others are downloaded into resumable partials, then added to the
+    cache. Free space is checked first. See :mod:`ocimodel.destination` for what may be left
+    in DEST after a failure (only ``DEST/.ocimodel*``, and only resumable partials).
+    """
     check_destination(dest, planned)
-    created_dest = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
-    try:
-        by_digest: dict[str, PlannedFile] = {}
-        for item in planned:
-            by_digest.setdefault(item.layer.digest, item)
+    existed = dest.exists()
+    with DestinationLock(dest):
+        workspace = Workspace(dest)
+        try:
+            _pull_blobs(client, model, workspace, planned, observer, concurrency, cache)
+            _move_into_place(workspace.staging, dest, planned)
+        except BaseException:
+            workspace.close(remove_dest=not existed)
+            raise
+        workspace.close(remove_dest=False)
+    if cache is not None:
+        for digest in {item.layer.digest for item in planned}:
+            cache.index.remember_blob(model.reference.registry, model.reference.repository, digest)
 
-        def fetch(item: PlannedFile) -> None:
-            target = staging / item.layer.digest.replace(":", "-")
-            download_blob(client, model.reference, item.layer, target, observer, item.title)
 
-        _run_all(fetch, list(by_digest.values()), concurrency)
-        _move_into_place(staging, dest, planned)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created_dest:
-            shutil.rmtree(dest, ignore_errors=True)
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
+def _pull_blobs(
+    client: RegistryClient,
+    model: ResolvedModel,
+    workspace: Workspace,
+    planned: Sequence[PlannedFile],
+    observer: TransferObserver,
+    concurrency: int,
+    cache: BlobCache | None,
+) -> None:
+    """Fill ``workspace.staging`` with one verified file per distinct digest."""
+    by_digest: dict[str, PlannedFile] = {}
+    for item in planned:
+        by_digest.setdefault(item.layer.digest, item)
+    cached = {d for d, item in by_digest.items() if cache is not None and cache.has(item.layer)}
+    partial = sum(workspace.partial_size(d, item.layer.size) for d, item in by_digest.items() if d not in cached)
+    needed = sum(item.layer.size for item in planned) - partial
+    if cache is not None and cache.same_filesystem(workspace.dest):
+        needed += sum(item.layer.size for d, item in by_digest.items() if d not in cached)
+    check_free_space(workspace.dest, needed)
+    cancelled = threading.Event()
+
+    def fetch(item: PlannedFile) -> None:
+        staged = workspace.staged(item.layer.digest)
+        progress = functools.partial(observer.advance, item.title)
+        if cache is not None and item.layer.digest in cached:
+            observer.begin(item.title, item.layer.size)
+            try:
+                if cache.copy_out(item.layer, staged, progress):
+                    return
+            finally:
+                observer.end(item.title)
+        partial_path = workspace.partial_path(item.layer.digest)
+        partial_path.parent.mkdir(exist_ok=True)
+        download_blob(
+            client, model.reference, item.layer, partial_path, observer, item.title, resume=True, cancelled=cancelled
+        )
+        os.replace(partial_path, staged)
+        if cache is not None:
+            cache.add(item.layer, staged)
+
+    _run_all(fetch, list(by_digest.values()), concurrency, cancelled)
 
 
 def _move_into_place(staging: Path, dest: Path, planned: Sequence[PlannedFile]) -> None:

@@ -12,12 +12,13 @@ import hashlib
 import queue
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from .errors import DigestMismatchError, SizeMismatchError
 
 _QUEUE_DEPTH = 32  # bounded, so a slow disk back-pressures the network instead of RAM
 _STOP = b""
+_COPY_PIECE = 1024 * 1024
 
 
 class VerifyingWriter:
@@ -109,3 +110,34 @@ class VerifyingWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.abort()
+
+
+def copy_verified(
+    source: Path,
+    target: Path,
+    digest: str,
+    size: int,
+    *,
+    what: str,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Copy ``source`` to ``target`` through a :class:`VerifyingWriter`; ``target`` removed on failure.
+
+    Used for local copies of content that is only *believed* good (a cache entry): one read
+    both copies and re-checks the digest, so a corrupted cache can never reach a destination.
+    """
+    writer = VerifyingWriter(target, digest, size, what=what)
+    try:
+        with open(source, "rb", buffering=0) as f:
+            while True:
+                chunk = f.read(_COPY_PIECE)
+                if not chunk:
+                    break
+                writer.write(chunk)
+                if progress:
+                    progress(len(chunk))
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        target.unlink(missing_ok=True)
+        raise

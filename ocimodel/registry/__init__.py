@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .client import BlobStream, FetchedManifest, ManifestPutResult, RegistryClient
+from .client import BlobStream, FetchedManifest, ManifestPutResult, RegistryClient, TransferInterrupted
 from .credentials import Credential, CredentialStore
 from .retry import RetryPolicy
 
@@ -18,4 +18,5 @@ __all__ = [
     "ManifestPutResult",
     "RegistryClient",
     "RetryPolicy",
+    "TransferInterrupted",
 ]

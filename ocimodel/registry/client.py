@@ -75,6 +75,17 @@ _WARNING_RE = re.compile(r'^\s*299\s+\S+\s+"((?:[^"\\]|\\.)*)"')
 _PLAIN_HTTP_ENV = "OCIMODEL_PLAIN_HTTP"
 
 
+class TransferInterrupted(NetworkError):
+    """The connection broke in the middle of a blob body; ``position`` bytes had arrived.
+
+    Distinct from other network errors so a download can resume with ``Range`` from there.
+    """
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 @dataclass(frozen=True)
 class FetchedManifest:
     """A manifest exactly as the registry sent it, with its verified digest."""
@@ -145,9 +156,10 @@ class BlobStream:
                 received += len(piece)
                 yield piece
         except httpx.HTTPError as exc:
-            raise NetworkError(
+            raise TransferInterrupted(
                 f"connection to {self._op.host} lost while downloading {self._op.noun} "
-                f"at byte {self.offset + received} ({type(exc).__name__}); try again to resume"
+                f"at byte {self.offset + received} ({type(exc).__name__}); try again to resume",
+                self.offset + received,
             ) from None
         if remaining:
             raise SizeMismatchError(
@@ -358,8 +370,14 @@ class RegistryClient:
         return descriptor
 
     @contextmanager
-    def open_blob(self, ref: Reference, descriptor: Descriptor, *, offset: int = 0) -> Iterator[BlobStream]:
-        """Open a blob for streaming from ``offset``; the caller verifies the digest."""
+    def open_blob(
+        self, ref: Reference, descriptor: Descriptor, *, offset: int = 0, retry: bool = True
+    ) -> Iterator[BlobStream]:
+        """Open a blob for streaming from ``offset``; the caller verifies the digest.
+
+        ``retry=False`` lets a caller that retries the whole download (resuming it) own the
+        retry policy, instead of nesting two retry loops.
+        """
         if offset < 0 or (offset and offset >= descriptor.size):
             raise UsageError(f"cannot resume blob {descriptor.digest} at byte {offset} of {descriptor.size}")
         op = self._op(ref, "GET", f"blob {descriptor.digest} in {ref.repository}", "pull")
@@ -367,7 +385,8 @@ class RegistryClient:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        with self._open("GET", self._url(ref, "blobs", descriptor.digest), op, headers=headers) as response:
+        url = self._url(ref, "blobs", descriptor.digest)
+        with self._open("GET", url, op, headers=headers, retry=retry) as response:
             start = self._blob_start(response, descriptor, offset, op)
             yield BlobStream(response, descriptor, start, op)
 
@@ -392,6 +411,12 @@ class RegistryClient:
         with self._open("GET", self._url(ref, "manifests", ref.identifier), op, headers=headers) as response:
             if response.status_code != 200:
                 raise self._error(response, op)
+            announced_type = _media_type(response.headers.get("content-type"))
+            if announced_type is not None and announced_type not in DEFAULT_MANIFEST_ACCEPT:
+                raise SchemaError(
+                    f"registry {op.host} served manifest {ref} as {announced_type!r}, not a manifest media type; "
+                    "refusing it"
+                )
             raw = self._read_manifest(response, op)
             digest = sha256_digest(raw)
             what = f"manifest {ref} from {op.host}"
@@ -403,7 +428,13 @@ class RegistryClient:
                     raise DigestMismatchError(
                         f"{what}: digest mismatch (registry says {announced}, bytes are {digest}); refusing it"
                     )
-            media_type = _media_type(response.headers.get("content-type")) or media_type_of(raw) or ""
+            declared = media_type_of(raw)
+            if announced_type and declared and declared != announced_type:
+                raise SchemaError(
+                    f"manifest {ref} from {op.host} is served as {announced_type!r} but declares "
+                    f"{declared!r}; refusing it"
+                )
+            media_type = announced_type or declared or ""
             return FetchedManifest(raw=raw, media_type=media_type, digest=digest)
 
     def head_manifest(self, ref: Reference) -> Descriptor | None:

@@ -86,7 +86,21 @@ class RetryPolicy:
             except RetryableFailure as failure:
                 wait = self.delay(number, failure.retry_after)
                 if number == self.max_attempts or slept + wait > self.total_cap:
-                    raise failure.error from None
+                    raise _final(failure, number, wait if number < self.max_attempts else None) from None
                 self.sleep(wait)
                 slept += wait
         raise AssertionError("unreachable: __post_init__ ensures max_attempts >= 1")
+
+
+def _final(failure: RetryableFailure, attempts: int, refused_wait: float | None) -> OcimodelError:
+    """The error to report once retrying stops, saying why it stopped (one line)."""
+    error = failure.error
+    if attempts == 1 and refused_wait is None:
+        return error
+    if refused_wait is not None:
+        why = f"gave up after {attempts} attempt(s): the registry asked to wait {refused_wait:.0f}s more"
+    else:
+        why = f"gave up after {attempts} attempts"
+    error.message = f"{error.message} ({why})"
+    error.args = (error.message,)
+    return error

@@ -1,0 +1,171 @@
+"""Walk a model's lineage: its parents (``config.lineage.parents``), their parents, and so on.
+
+Parents are followed by the DIGEST recorded at push time (``reference@digest``), across
+repositories and registries. A parent that cannot be fetched (missing, unreachable, denied,
+not a model) becomes an ``unresolved`` node carrying the reason; the walk never raises for it.
+Cycles are detected by digest along each path, and the depth is bounded. The data types
+(:class:`~ocimodel.config.Lineage`, :class:`~ocimodel.config.Parent`) live in
+:mod:`ocimodel.config`; this module only walks them. See docs/lineage.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Parent
+from .errors import OcimodelError, UsageError
+from .reference import Reference
+from .registry.client import RegistryClient
+from .transfer import ResolvedModel, resolve
+
+DEFAULT_DEPTH = 5
+
+#: A client for every registry host, or one client used for all of them.
+ClientSource = RegistryClient | Callable[[str], RegistryClient]
+
+# Node states.
+OK = "ok"
+UNRESOLVED = "unresolved"
+CYCLE = "cycle"
+NOT_FOLLOWED = "not-followed"  # beyond the depth limit
+
+
+@dataclass
+class LineageNode:
+    """A model in the lineage tree; ``status`` says whether it was fetched and followed."""
+
+    reference: str
+    digest: str | None
+    status: str
+    name: str | None = None
+    version: str | None = None
+    created: str | None = None
+    reason: str | None = None
+    parents: list["LineageNode"] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "status": self.status,
+            "name": self.name,
+            "version": self.version,
+            "created": self.created,
+            "reason": self.reason,
+            "parents": [p.to_dict() for p in self.parents],
+        }
+
+    def walk(self) -> list["LineageNode"]:
+        """This node and every node below it, depth first."""
+        out = [self]
+        for parent in self.parents:
+            out.extend(parent.walk())
+        return out
+
+
+def _client_getter(source: ClientSource) -> Callable[[str], RegistryClient]:
+    if isinstance(source, RegistryClient):
+        return lambda _host: source
+    return source
+
+
+def _parent_reference(parent: Parent) -> Reference:
+    """``parent`` pinned to its recorded digest; UsageError when it has none or is malformed."""
+    ref = Reference.parse(parent.reference)
+    if parent.digest:
+        return ref.with_digest(parent.digest)
+    if ref.digest:
+        return ref
+    raise UsageError(f"parent {parent.reference} was recorded without a digest; cannot follow a tag that may have moved")
+
+
+class _Walker:
+    """One lineage walk: the client lookup, the depth limit, and fetched models by digest."""
+
+    def __init__(self, source: ClientSource, depth: int) -> None:
+        self._client = _client_getter(source)
+        self._depth = depth
+        self._fetched: dict[tuple[str, str], ResolvedModel] = {}
+
+    def resolve(self, ref: Reference) -> ResolvedModel:
+        """The model at ``ref``, fetched once per repository and digest."""
+        key = (ref.name, ref.digest or "")
+        if ref.digest and key in self._fetched:
+            return self._fetched[key]
+        model = resolve(self._client(ref.registry), ref, allow_any_type=True)
+        self._fetched[(ref.name, model.digest)] = model
+        return model
+
+    def node(self, ref: Reference, level: int, path: frozenset[str]) -> LineageNode:
+        """The node for ``ref`` at ``level`` (0 = the root); ``path`` = digests of its descendants."""
+        if ref.digest in path:
+            return LineageNode(str(ref), ref.digest, CYCLE, reason=f"{ref.digest} is its own ancestor")
+        try:
+            model = self.resolve(ref)
+        except OcimodelError as exc:
+            return LineageNode(str(ref), ref.digest, UNRESOLVED, reason=str(exc))
+        if model.digest in path:
+            return LineageNode(str(ref), model.digest, CYCLE, reason=f"{model.digest} is its own ancestor")
+        config = model.config
+        node = LineageNode(
+            str(ref.with_digest(model.digest)),
+            model.digest,
+            OK,
+            name=config.name if config else None,
+            version=config.version if config else None,
+            created=config.created if config else None,
+        )
+        parents = config.lineage.parents if config else ()
+        node.parents = [self._parent(p, level + 1, path | {model.digest}) for p in parents]
+        return node
+
+    def _parent(self, parent: Parent, level: int, path: frozenset[str]) -> LineageNode:
+        try:
+            ref = _parent_reference(parent)
+        except OcimodelError as exc:
+            return LineageNode(parent.reference, parent.digest, UNRESOLVED, reason=str(exc))
+        if level > self._depth:
+            return LineageNode(str(ref), ref.digest, NOT_FOLLOWED, reason=f"beyond depth {self._depth}")
+        return self.node(ref, level, path)
+
+
+def lineage(source: ClientSource, ref: str | Reference, *, depth: int = DEFAULT_DEPTH) -> LineageNode:
+    """The lineage tree of ``ref``: parents followed by digest up to ``depth`` generations.
+
+    ``source`` is one :class:`RegistryClient` (it reaches any host) or a callable returning the
+    client for a registry host (for per-registry options); the caller owns and closes clients.
+    Only the root failing to resolve raises (its own error); an ancestor failing becomes ``unresolved``.
+    """
+    if depth < 0:
+        raise UsageError(f"depth must be 0 or more, got {depth}")
+    reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+    walker = _Walker(source, depth)
+    walker.resolve(reference)  # the root's errors propagate as they are
+    return walker.node(reference, 0, frozenset())
+
+
+def _label(node: LineageNode) -> str:
+    """One line for a node: reference with a short digest, then name/version or the problem."""
+    ref = node.reference
+    if node.digest and ref.endswith(node.digest):
+        ref = ref[: -len(node.digest)] + node.digest[:19]
+    if node.status == OK:
+        what = " ".join(x for x in (node.name, node.version) if x)
+        return f"{ref} ({what})" if what else ref
+    return f"{ref} [{node.status}: {node.reason}]"
+
+
+def render_tree(root: LineageNode) -> str:
+    """The tree as text, one node per line, drawn with box characters."""
+    lines = [_label(root)]
+
+    def draw(node: LineageNode, prefix: str) -> None:
+        for i, parent in enumerate(node.parents):
+            last = i == len(node.parents) - 1
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{_label(parent)}")
+            draw(parent, prefix + ("    " if last else "│   "))
+
+    draw(root, "")
+    return "\n".join(lines)

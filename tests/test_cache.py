@@ -1,0 +1,242 @@
+"""The local caches: file digests (no rehash of unchanged files), verified blobs (download a file
+once per machine), and blob locations (mount instead of upload). Bytes are counted on the wire
+by the fault proxy (with no fault configured), never timed."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from faultproxy import FaultProxy
+from registry_fixtures import RegistryServer, fast_retry
+from transfer_helpers import pull_model, push_model, tree, write_random
+
+import ocimodel.transfer
+from ocimodel.cache import CACHE_DIR_ENV, BlobCache, default_cache_dir, open_cache
+from ocimodel.digestcache import DigestCache
+from ocimodel.reference import Reference
+from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.credentials import CredentialStore
+
+KiB = 1024
+HOUR_AGO = time.time() - 3600
+
+
+@pytest.fixture
+def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
+    with FaultProxy(registry.host) as p:
+        yield p
+
+
+@pytest.fixture
+def pclient(proxy: FaultProxy, docker_config: Path) -> Iterator[RegistryClient]:
+    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+        yield c
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[BlobCache]:
+    c = BlobCache(tmp_path / "cache")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Records every file the push hashes."""
+    calls: list[Path] = []
+    real = ocimodel.transfer.sha256_file
+
+    def counting(path, progress=None):
+        calls.append(Path(path))
+        return real(path, progress)
+
+    monkeypatch.setattr(ocimodel.transfer, "sha256_file", counting)
+    return calls
+
+
+def _model(root: Path, count: int = 8, size: int = 256 * KiB) -> dict[str, bytes]:
+    files = {f"shard-{i}.bin": write_random(root / f"shard-{i}.bin", size + i) for i in range(count)}
+    for name in files:
+        os.utime(root / name, (HOUR_AGO, HOUR_AGO))  # settled files, as a trained model's are
+    return files
+
+
+def _layer_bytes(proxy: FaultProxy, digests: list[str]) -> int:
+    return sum(proxy.bytes_served(f"/blobs/{d}$") for d in digests)
+
+
+# -- digest cache ---------------------------------------------------------------------------------
+
+
+def test_unchanged_file_is_not_rehashed_and_a_modified_one_is(pclient, proxy, repo, tmp_path, cache, hashed):
+    model = tmp_path / "model"
+    _model(model, count=3)
+    ref = Reference(registry=proxy.host, repository=repo, tag="a")
+    push_model(pclient, model, ref, cache=cache)
+    assert len(hashed) == 3
+    hashed.clear()
+    second = push_model(pclient, model, ref.with_tag("b"), cache=cache)
+    assert hashed == []  # nothing read to hash
+    assert (second.uploaded, second.skipped) == (0, 3)
+
+    changed = model / "shard-1.bin"
+    changed.write_bytes(os.urandom(100))
+    os.utime(changed, (HOUR_AGO + 5, HOUR_AGO + 5))
+    third = push_model(pclient, model, ref, cache=cache)
+    assert hashed == [changed]
+    assert third.uploaded == 1
+    assert {layer.title: layer.digest for layer in third.manifest.layers}["shard-1.bin"] != {
+        layer.title: layer.digest for layer in second.manifest.layers
+    }["shard-1.bin"]
+
+
+def test_same_size_rewrite_with_same_mtime_but_new_inode_is_rehashed(tmp_path, cache):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 100)
+    os.utime(path, (HOUR_AGO, HOUR_AGO))
+    cache.index.store_file(path, "sha256:" + "0" * 64, path.stat(), time.time_ns())
+    assert cache.index.lookup_file(path) == "sha256:" + "0" * 64
+    replacement = tmp_path / "g.bin"
+    replacement.write_bytes(b"b" * 100)
+    os.utime(replacement, (HOUR_AGO, HOUR_AGO))
+    os.replace(replacement, path)  # same path, size and mtime: only the inode tells
+    assert cache.index.lookup_file(path) is None
+
+
+def test_recently_modified_file_is_not_remembered(tmp_path):
+    index = DigestCache(tmp_path / "index.sqlite")
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x")
+    index.store_file(path, "sha256:" + "1" * 64, path.stat(), time.time_ns())
+    assert index.lookup_file(path) is None  # a write in the same mtime tick could go unseen
+    index.close()
+
+
+# -- blob cache -----------------------------------------------------------------------------------
+
+
+def test_new_version_downloads_only_the_changed_file_and_repull_downloads_nothing(
+    pclient, proxy, repo, tmp_path, cache
+):
+    model = tmp_path / "model"
+    files = _model(model)
+    v1 = push_model(pclient, model, Reference(registry=proxy.host, repository=repo, tag="v1"), cache=cache)
+    pull_model(pclient, Reference(registry=proxy.host, repository=repo, tag="v1"), tmp_path / "d1", cache=cache)
+    total = sum(layer.size for layer in v1.manifest.layers)
+    assert total <= _layer_bytes(proxy, [layer.digest for layer in v1.manifest.layers]) < total + 8 * 4 * KiB
+
+    files["shard-3.bin"] = write_random(model / "shard-3.bin", 256 * KiB + 3)
+    v2 = push_model(pclient, model, Reference(registry=proxy.host, repository=repo, tag="v2"), cache=cache)
+    proxy.clear()
+    pull_model(pclient, Reference(registry=proxy.host, repository=repo, tag="v2"), tmp_path / "d2", cache=cache)
+    assert tree(tmp_path / "d2") == files
+    one = len(files["shard-3.bin"])
+    downloaded = _layer_bytes(proxy, [layer.digest for layer in v2.manifest.layers])
+    assert one <= downloaded < one + 4 * KiB  # ~1/8 of the model
+
+    proxy.clear()
+    pull_model(pclient, Reference(registry=proxy.host, repository=repo, tag="v2"), tmp_path / "d3", cache=cache)
+    assert tree(tmp_path / "d3") == files
+    assert _layer_bytes(proxy, [layer.digest for layer in v2.manifest.layers]) == 0
+
+
+def test_cache_entries_are_copies_not_links(pclient, proxy, repo, tmp_path, cache):
+    model = tmp_path / "model"
+    files = _model(model, count=1)
+    ref = Reference(registry=proxy.host, repository=repo, tag="v1")
+    layer = push_model(pclient, model, ref).manifest.layers[0]
+    pull_model(pclient, ref, tmp_path / "d1", cache=cache)
+    entry = cache.blob_path(layer.digest)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o444
+    pulled = tmp_path / "d1" / "shard-0.bin"
+    assert pulled.stat().st_ino != entry.stat().st_ino
+    with open(pulled, "r+b") as f:  # editing a pulled file in place...
+        f.write(b"edited")
+    pull_model(pclient, ref, tmp_path / "d2", cache=cache)
+    assert tree(tmp_path / "d2") == files  # ...does not reach the cache
+
+
+def test_corrupt_or_truncated_cache_entry_is_evicted_and_downloaded_again(pclient, proxy, repo, tmp_path, cache):
+    model = tmp_path / "model"
+    files = _model(model, count=1)
+    ref = Reference(registry=proxy.host, repository=repo, tag="v1")
+    layer = push_model(pclient, model, ref).manifest.layers[0]
+    pull_model(pclient, ref, tmp_path / "d1", cache=cache)
+    entry = cache.blob_path(layer.digest)
+    for damage in ("flip", "truncate"):
+        entry.chmod(0o644)
+        data = bytearray(entry.read_bytes())
+        if damage == "flip":
+            data[100] ^= 0xFF
+        else:
+            del data[-1]
+        entry.write_bytes(bytes(data))
+        proxy.clear()
+        dest = tmp_path / f"d-{damage}"
+        pull_model(pclient, ref, dest, cache=cache)
+        assert tree(dest) == files
+        assert proxy.count(f"/blobs/{layer.digest}$", "GET") == 1  # downloaded again
+        assert entry.read_bytes() == files["shard-0.bin"]  # and the cache repaired
+
+
+def test_unusable_cache_only_warns(pclient, proxy, repo, tmp_path, caplog):
+    model = tmp_path / "model"
+    files = _model(model, count=2)
+    ref = Reference(registry=proxy.host, repository=repo, tag="v1")
+    push_model(pclient, model, ref)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    broken = BlobCache(blocker)
+    pull_model(pclient, ref, tmp_path / "out", cache=broken)
+    assert tree(tmp_path / "out") == files
+    assert "could not add" in caplog.text
+
+
+# -- cross-repository mount -------------------------------------------------------------------------
+
+
+def test_blob_in_another_repository_is_mounted_not_uploaded(pclient, proxy, repo, tmp_path, cache):
+    model = tmp_path / "model"
+    _model(model, count=3)
+    first = Reference(registry=proxy.host, repository=f"{repo}/a", tag="v1")
+    push_model(pclient, model, first, cache=cache)
+    proxy.clear()
+    second = Reference(registry=proxy.host, repository=f"{repo}/b", tag="v1")
+    pushed = push_model(pclient, model, second, cache=cache)
+    layer_digests = [layer.digest for layer in pushed.manifest.layers]
+    mounts = [e for e in proxy.exchanges if e.method == "POST" and "mount=" in e.path]
+    assert sorted(e.path.split("mount=")[1].split("&")[0].replace("%3A", ":") for e in mounts) == sorted(layer_digests)
+    assert all(f"from={repo}/a".replace("/", "%2F") in e.path or f"from={repo}/a" in e.path for e in mounts)
+    assert proxy.count("/blobs/uploads/", "PUT") == 1  # only the (new) config blob was uploaded
+    assert proxy.count("/blobs/uploads/", "PATCH") == 0
+    assert all(pclient.blob_exists(second, d) for d in layer_digests)
+
+
+def test_pulled_blobs_are_remembered_for_mounting(pclient, proxy, repo, tmp_path, cache):
+    model = tmp_path / "model"
+    _model(model, count=2)
+    source = Reference(registry=proxy.host, repository=f"{repo}/upstream", tag="v1")
+    push_model(pclient, model, source)  # pushed by someone else: this cache knows nothing yet
+    pull_model(pclient, source, tmp_path / "out", cache=cache)
+    proxy.clear()
+    push_model(pclient, tmp_path / "out", Reference(registry=proxy.host, repository=f"{repo}/fork", tag="v1"), cache=cache)
+    assert proxy.count("mount=", "POST") == 2
+    assert proxy.count("/blobs/uploads/", "PUT") == 1  # the config only
+
+
+# -- where the cache lives ----------------------------------------------------------------------------
+
+
+def test_cache_location_and_switch(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "envcache"))
+    assert default_cache_dir() == tmp_path / "envcache"
+    assert open_cache(enabled=False) is None
+    assert open_cache().root == tmp_path / "envcache"
+    assert open_cache(tmp_path / "explicit").root == tmp_path / "explicit"
+    monkeypatch.delenv(CACHE_DIR_ENV)
+    assert default_cache_dir().name == "ocimodel"

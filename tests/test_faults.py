@@ -1,0 +1,455 @@
+"""Transfers under real faults: resets, stalls, 503/429, a registry killed mid-push, a pull killed
+mid-blob, an expiring token, concurrent pulls, a full disk. No mocks of HTTP: the faults are
+injected on real sockets by :mod:`faultproxy` in front of the real distribution registry."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from faultproxy import Fault, FaultProxy
+from registry_fixtures import RegistryServer, fast_retry
+from transfer_helpers import everything, pull_model, push_model, tree, write_random
+
+from ocimodel.descriptor import LAYER_MEDIA_TYPE, Descriptor
+from ocimodel.destination import LOCK_NAME, PARTIAL_DIR, DestinationLock
+from ocimodel.errors import DigestMismatchError, NetworkError, UsageError
+from ocimodel.reference import Reference
+from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.credentials import CredentialStore
+from ocimodel.registry.retry import RetryPolicy
+from ocimodel.transfer import NullObserver
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
+    with FaultProxy(registry.host) as p:
+        yield p
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def pclient(proxy: FaultProxy, docker_config: Path, sleeps: list[float]) -> Iterator[RegistryClient]:
+    """A client talking to the registry through the fault proxy; retry sleeps recorded, not slept."""
+    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(sleeps), timeout=5.0) as c:
+        yield c
+
+
+def _ref(proxy: FaultProxy, repo: str, tag: str = "v1") -> Reference:
+    return Reference(registry=proxy.host, repository=repo, tag=tag)
+
+
+def _blob_path(digest: str) -> str:
+    return f"/blobs/{digest}$"
+
+
+def _only_our_state(dest: Path) -> bool:
+    return all(name.startswith(".ocimodel") for name in os.listdir(dest))
+
+
+@pytest.fixture
+def one_file_model(tmp_path: Path) -> tuple[Path, bytes]:
+    src = tmp_path / "model" / "weights.bin"
+    return src.parent, write_random(src, 8 * MiB + 123)
+
+
+# -- retries --------------------------------------------------------------------------------
+
+
+def test_503_retried_with_exponential_backoff(proxy, pclient, repo, one_file_model, tmp_path, sleeps):
+    model, data = one_file_model
+    ref = _ref(proxy, repo)
+    push_model(pclient, model, ref)
+    proxy.add(Fault(method="GET", path="/manifests/", status=503, times=3))
+    pull_model(pclient, ref, tmp_path / "out")
+    assert tree(tmp_path / "out") == {"weights.bin": data}
+    assert sleeps == [0.25, 0.5, 1.0]  # jitter 0: half of base * 2^n, doubling
+    assert proxy.count("/manifests/", "GET") == 4
+
+
+def test_jitter_spreads_waits_between_half_and_full_ceiling():
+    policy = RetryPolicy(base_delay=1.0, max_delay=8.0, jitter=lambda: 1.0)
+    assert [policy.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    policy = RetryPolicy(base_delay=1.0, max_delay=8.0, jitter=lambda: 0.0)
+    assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+@pytest.mark.parametrize("kind", ["seconds", "http-date"])
+def test_429_retry_after_honoured(proxy, pclient, repo, one_file_model, tmp_path, sleeps, kind):
+    model, _ = one_file_model
+    ref = _ref(proxy, repo)
+    push_model(pclient, model, ref)
+    value = "7" if kind == "seconds" else email.utils.formatdate(time.time() + 9, usegmt=True)
+    proxy.add(Fault(method="GET", path="/manifests/", status=429, retry_after=value))
+    pull_model(pclient, ref, tmp_path / "out")
+    assert len(sleeps) == 1
+    if kind == "seconds":
+        assert sleeps == [7.0]
+    else:
+        assert 6.0 <= sleeps[0] <= 9.0
+
+
+def test_retry_after_beyond_total_cap_fails_fast_with_clear_error(proxy, pclient, repo, one_file_model, tmp_path, sleeps):
+    model, _ = one_file_model
+    ref = _ref(proxy, repo)
+    push_model(pclient, model, ref)
+    proxy.add(Fault(method="GET", path="/manifests/", status=429, retry_after="3600"))
+    with pytest.raises(NetworkError, match=r"\(429\) \(gave up after 1 attempt\(s\): the registry asked to wait 3600s more\)"):
+        pull_model(pclient, ref, tmp_path / "out")
+    assert sleeps == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_persistent_503_gives_up_with_clear_error(proxy, pclient, repo, one_file_model, tmp_path, sleeps):
+    model, _ = one_file_model
+    ref = _ref(proxy, repo)
+    push_model(pclient, model, ref)
+    proxy.add(Fault(method="GET", path="/manifests/", status=503, times=100))
+    with pytest.raises(NetworkError, match=r"refused GET manifest .* \(503\) \(gave up after 5 attempts\)"):
+        pull_model(pclient, ref, tmp_path / "out")
+    assert len(sleeps) == 4
+
+
+def test_upload_cut_midway_reopens_the_file_not_the_consumed_body(proxy, pclient, repo, tmp_path):
+    data = os.urandom(3 * MiB + 7)
+    descriptor = Descriptor.from_bytes(LAYER_MEDIA_TYPE, data)
+    opened = []
+
+    def open_chunks() -> Iterator[bytes]:
+        opened.append(1)
+        # A generator: once consumed it cannot be rewound, so a retry must call us again.
+        return (data[i : i + 256 * 1024] for i in range(0, len(data), 256 * 1024))
+
+    proxy.add(Fault(method="PUT", path="/blobs/uploads/", cut_request_after=MiB))
+    assert pclient.push_blob(_ref(proxy, repo), descriptor, open_chunks) is True
+    assert len(opened) == 2
+    assert pclient.blob_exists(_ref(proxy, repo), descriptor.digest)
+    assert pclient.fetch_blob_bytes(_ref(proxy, repo), descriptor, max_size=len(data)) == data
+
+
+# -- resume -----------------------------------------------------------------------------------
+
+
+def _range_start(head: bytes) -> int:
+    match = re.search(rb"(?im)^range: bytes=(\d+)-", head)
+    assert match, head
+    return int(match.group(1))
+
+
+def _range_requests(proxy: FaultProxy, digest: str) -> list[bytes]:
+    return [e.head for e in proxy.exchanges if e.method == "GET" and e.path.endswith(digest)]
+
+
+def test_reset_mid_blob_resumes_with_range_and_verifies_whole_digest(proxy, pclient, repo, one_file_model, tmp_path):
+    model, data = one_file_model
+    ref = _ref(proxy, repo)
+    layer = push_model(pclient, model, ref).manifest.layers[0]
+    proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=3 * MiB))
+    pull_model(pclient, ref, tmp_path / "out")
+    assert tree(tmp_path / "out") == {"weights.bin": data}
+    gets = [e for e in proxy.exchanges if e.method == "GET" and e.path.endswith(layer.digest)]
+    assert len(gets) == 2 and b"range: bytes=" not in gets[0].head.lower()
+    # The reset discards what the client had not read yet: it resumes from what it really got,
+    # and the second GET serves only the rest.
+    offset = _range_start(gets[1].head)
+    assert 0 < offset <= 3 * MiB
+    assert len(data) - offset < gets[1].response_bytes < len(data) - offset + 4096
+
+
+def test_stall_times_out_then_resumes(proxy, repo, one_file_model, tmp_path, docker_config):
+    model, data = one_file_model
+    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(), timeout=0.5) as c:
+        ref = _ref(proxy, repo)
+        layer = push_model(c, model, ref).manifest.layers[0]
+        proxy.add(Fault(method="GET", path=_blob_path(layer.digest), stall=3.0, stall_after=2 * MiB))
+        pull_model(c, ref, tmp_path / "out")
+    assert tree(tmp_path / "out") == {"weights.bin": data}
+    assert b"range: bytes=" in _range_requests(proxy, layer.digest)[-1].lower()
+
+
+def test_failed_pull_keeps_partial_only_under_ocimodel_and_next_pull_resumes(proxy, pclient, repo, one_file_model, tmp_path):
+    model, data = one_file_model
+    ref = _ref(proxy, repo)
+    layer = push_model(pclient, model, ref).manifest.layers[0]
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=5 * MiB))
+    proxy.add(Fault(method="GET", path=_blob_path(layer.digest), status=503, times=100))
+    with pytest.raises(NetworkError):
+        pull_model(pclient, ref, dest)
+    assert everything(dest) == sorted([".ocimodel-partial", f".ocimodel-partial/{layer.digest.replace(':', '-')}", "keep.txt"])
+    partial = (dest / PARTIAL_DIR / layer.digest.replace(":", "-")).stat().st_size
+    assert 0 < partial <= 5 * MiB  # a reset drops what the client had not read yet
+
+    proxy.clear()
+    pull_model(pclient, ref, dest)
+    assert tree(dest) == {"keep.txt": b"mine", "weights.bin": data}
+    assert everything(dest) == ["keep.txt", "weights.bin"]
+    heads = _range_requests(proxy, layer.digest)
+    assert len(heads) == 1 and f"range: bytes={partial}-".encode() in heads[0].lower()
+    assert proxy.bytes_served(_blob_path(layer.digest)) < len(data) - partial + 64 * 1024
+
+
+def test_corrupt_partial_is_discarded_and_downloaded_again(proxy, pclient, repo, one_file_model, tmp_path):
+    model, data = one_file_model
+    ref = _ref(proxy, repo)
+    layer = push_model(pclient, model, ref).manifest.layers[0]
+    dest = tmp_path / "out"
+    partial = dest / PARTIAL_DIR / layer.digest.replace(":", "-")
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\0" * MiB)  # bad bytes, as a crash might leave
+    pull_model(pclient, ref, dest)
+    assert tree(dest) == {"weights.bin": data}
+    heads = _range_requests(proxy, layer.digest)
+    assert len(heads) == 2 and b"range: bytes=1048576-" in heads[0].lower() and b"range" not in heads[1].lower()
+
+
+def test_integrity_failure_deletes_partial_and_leaves_nothing(proxy, pclient, registry, repo, one_file_model, tmp_path):
+    model, _ = one_file_model
+    ref = _ref(proxy, repo)
+    layer = push_model(pclient, model, ref).manifest.layers[0]
+    blob = registry.blob_path(layer.digest)
+    tampered = bytearray(blob.read_bytes())
+    tampered[-10] ^= 0xFF
+    blob.write_bytes(bytes(tampered))
+    try:
+        proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=2 * MiB))
+        dest = tmp_path / "out"
+        with pytest.raises(DigestMismatchError):
+            pull_model(pclient, ref, dest)
+        assert not dest.exists()  # no partial kept from bytes that failed the check
+    finally:
+        tampered[-10] ^= 0xFF
+        blob.write_bytes(bytes(tampered))
+
+
+def _cli_env(docker_config: Path, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OCIMODEL_PLAIN_HTTP": "1",
+        "DOCKER_CONFIG": str(docker_config),
+        "OCIMODEL_CACHE_DIR": str(tmp_path / "cli-cache"),
+    }
+
+
+def test_pull_killed_with_sigkill_resumes_from_partial(proxy, pclient, repo, tmp_path, docker_config):
+    model = tmp_path / "model"
+    data = write_random(model / "big.bin", 48 * MiB + 5)
+    ref = _ref(proxy, repo)
+    layer = push_model(pclient, model, ref).manifest.layers[0]
+    dest = tmp_path / "out"
+    partial = dest / PARTIAL_DIR / layer.digest.replace(":", "-")
+    proxy.add(Fault(method="GET", path=_blob_path(layer.digest), stall=60.0, stall_after=20 * MiB))
+    env = _cli_env(docker_config, tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "ocimodel", "pull", str(ref), str(dest)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (partial.exists() and partial.stat().st_size >= 16 * MiB):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        assert partial.exists() and partial.stat().st_size >= 16 * MiB
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    kept = partial.stat().st_size
+    assert _only_our_state(dest)
+
+    proxy.clear()
+    done = subprocess.run([sys.executable, "-m", "ocimodel", "pull", str(ref), str(dest)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert tree(dest) == {"big.bin": data} and everything(dest) == ["big.bin"]
+    heads = _range_requests(proxy, layer.digest)
+    assert len(heads) == 1 and f"range: bytes={kept}-".encode() in heads[0].lower()
+    assert proxy.bytes_served(_blob_path(layer.digest)) < len(data) - kept + 64 * 1024
+
+
+def test_registry_killed_mid_push_then_push_again_uploads_only_missing(tmp_path, docker_config):
+    server = RegistryServer(tmp_path / "reg").start()
+    try:
+        model = tmp_path / "model"
+        files = {f"f{i}.bin": write_random(model / f"f{i}.bin", 256 * 1024 + i) for i in range(6)}
+        ref = Reference(registry=server.host, repository="kill/me", tag="v1")
+
+        class KillAfterThree(NullObserver):
+            done = 0
+
+            def end(self, name: str) -> None:
+                if name.startswith("push "):
+                    self.done += 1
+                    if self.done == 3:
+                        assert server._process is not None
+                        server._process.kill()  # SIGKILL: no graceful shutdown
+                        server._process.wait()
+
+        with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+            with pytest.raises(NetworkError, match="cannot connect"):
+                push_model(c, model, ref, concurrency=1, observer=KillAfterThree())
+            server.start()  # same port, same storage
+            again = push_model(c, model, ref, concurrency=1)
+            assert (again.uploaded, again.skipped) == (3, 3)
+            pull_model(c, ref, tmp_path / "out")
+        assert tree(tmp_path / "out") == files
+    finally:
+        server.stop()
+
+
+def test_expired_token_is_refreshed_mid_transfer(token_registry, tmp_path, docker_config, monkeypatch):
+    """The registry's clock runs ahead: a token the client believes valid for 300 s is refused."""
+    tokens = token_registry.token_server
+    original = tokens.server.handler
+
+    def skewed(request):
+        reply = original(request)
+        if reply.status == 200:
+            body = json.loads(reply.body)
+            body["expires_in"] = 300  # what the client is told...
+            reply.body = json.dumps(body).encode()
+        return reply
+
+    monkeypatch.setattr(tokens, "expires_in", -57)  # ...while the JWT lives ~2 s at the registry
+    monkeypatch.setattr(tokens.server, "handler", skewed)
+    monkeypatch.setenv("OCIMODEL_USERNAME", token_registry.username)
+    monkeypatch.setenv("OCIMODEL_PASSWORD", token_registry.password)
+    model = tmp_path / "model"
+    files = {f"f{i}.bin": write_random(model / f"f{i}.bin", 100_000 + i) for i in range(2)}
+    ref = Reference(registry=token_registry.host, repository="tok/model", tag="v1")
+
+    class SlowObserver(NullObserver):
+        def end(self, name: str) -> None:
+            if name == "push f0.bin":
+                time.sleep(3.5)  # the token expires at the registry between the two blobs
+
+    refused: list[str] = []
+
+    def on_response(response) -> None:
+        if response.status_code == 401 and response.request.headers.get("authorization", "").startswith("Bearer"):
+            refused.append(f"{response.request.method} {response.request.url.path}")
+
+    with RegistryClient(plain_http=True, retry=fast_retry(), event_hooks={"response": [on_response]}) as c:
+        before = token_registry.token_requests
+        pushed = push_model(c, model, ref, concurrency=1, observer=SlowObserver())
+        assert pushed.uploaded == 2
+        # The cached token was refused once, on the second blob, and a new one fetched.
+        assert len(refused) == 1 and refused[0].endswith(f"/blobs/{pushed.manifest.layers[1].digest}")
+        assert token_registry.token_requests - before >= 2
+        pull_model(c, ref, tmp_path / "out")
+    assert tree(tmp_path / "out") == files
+
+
+# -- concurrent pulls, locking, free space -----------------------------------------------------
+
+
+def test_two_concurrent_cli_pulls_into_one_dest(proxy, pclient, repo, tmp_path, docker_config):
+    model = tmp_path / "model"
+    files = {f"part{i}.bin": write_random(model / f"part{i}.bin", 2 * MiB + i) for i in range(3)}
+    ref = _ref(proxy, repo)
+    push_model(pclient, model, ref)
+    # Slow the first blob download so the two pulls overlap.
+    proxy.add(Fault(method="GET", path="/blobs/sha256:", stall=1.0, stall_after=MiB))
+    dest = tmp_path / "out"
+    env = _cli_env(docker_config, tmp_path)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "ocimodel", "pull", str(ref), str(dest), "--json"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    assert tree(dest) == files and everything(dest) == sorted(files)
+
+
+def test_concurrent_thread_pulls_into_one_dest(proxy, repo, tmp_path, docker_config):
+    model = tmp_path / "model"
+    files = {f"p{i}.bin": write_random(model / f"p{i}.bin", MiB + i) for i in range(4)}
+    ref = _ref(proxy, repo)
+    errors: list[BaseException] = []
+
+    def pull(dest: Path) -> None:
+        try:
+            with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+                pull_model(c, ref, dest)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+        push_model(c, model, ref)
+    dest = tmp_path / "out"
+    threads = [threading.Thread(target=pull, args=(dest,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert tree(dest) == files and everything(dest) == sorted(files)
+
+
+def test_destination_lock_excludes_a_second_holder(tmp_path):
+    dest = tmp_path / "d"
+    order: list[str] = []
+    with DestinationLock(dest):
+        def second() -> None:
+            with DestinationLock(dest):
+                order.append("second")
+
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(timeout=10)
+    assert order == ["first done", "second"]
+    assert not (dest / LOCK_NAME).exists()
+
+
+def _fake_disk_usage(free: int):
+    real = shutil.disk_usage
+
+    def usage(path):
+        total = real(path).total
+        return type(real(path))(total, total - free, free)
+
+    return usage
+
+
+def test_free_space_checked_before_writing(proxy, pclient, repo, one_file_model, tmp_path, monkeypatch):
+    model, data = one_file_model
+    ref = _ref(proxy, repo)
+    layer = push_model(pclient, model, ref).manifest.layers[0]
+    monkeypatch.setattr(shutil, "disk_usage", _fake_disk_usage(len(data) - 1))
+    dest = tmp_path / "out"
+    with pytest.raises(UsageError, match=r"not enough free space in .*: the pull needs 8\.0 MiB, 8\.0 MiB is free"):
+        pull_model(pclient, ref, dest)
+    assert not dest.exists()
+    assert proxy.count(_blob_path(layer.digest), "GET") == 0  # refused before downloading a byte
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    with pytest.raises(UsageError):
+        pull_model(pclient, ref, dest)
+    assert everything(dest) == ["keep.txt"]
+    # What a partial download already holds does not need space again.
+    partial = dest / PARTIAL_DIR / layer.digest.replace(":", "-")
+    partial.parent.mkdir()
+    partial.write_bytes(data[:MiB])
+    pull_model(pclient, ref, dest)
+    assert tree(dest) == {"keep.txt": b"mine", "weights.bin": data}
