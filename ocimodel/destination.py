@@ -155,6 +155,11 @@ class Workspace:
         """Where the verified content of ``digest`` waits in staging."""
         return self.staging / digest.replace(":", "-")
 
+    def discard_partials(self, digests: Iterable[str]) -> None:
+        """Delete the partial downloads of ``digests`` (their source proved untrustworthy)."""
+        for digest in digests:
+            self.partial_path(digest).unlink(missing_ok=True)
+
     def has_partials(self) -> bool:
         """True if any resumable partial download is kept."""
         try:

@@ -431,6 +431,12 @@ def download_into(
         try:
             _pull_blobs(client, model, workspace, planned, observer, concurrency, cache)
             _move_into_place(workspace.staging, dest, planned)
+        except IntegrityError:
+            # The artifact itself is bad: nothing of it is worth resuming, not even the blobs
+            # that were still downloading (cancelled) when the bad one was found.
+            workspace.discard_partials(item.layer.digest for item in planned)
+            workspace.close(remove_dest=not existed)
+            raise
         except BaseException:
             workspace.close(remove_dest=not existed)
             raise
