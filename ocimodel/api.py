@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from . import __version__
+from . import __version__, stages
+from . import lineage as lineage_mod
 from .config import CodeInfo, Dataset, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
 from .descriptor import (
     ANNOTATION_CREATED,
@@ -152,6 +153,15 @@ class InspectResult:
             "config": self.config.to_dict() if self.config else None,
             "signatures": self.signatures,
         }
+
+
+@dataclass(frozen=True)
+class RecordSigning:
+    """How to sign promotion records: with a private ``key``, else keyless."""
+
+    key: str | Path | None = None
+    identity_token: str | None = None
+    trust_config: str | Path | None = None
 
 
 def _manifest_files(manifest: Manifest, config: ModelConfig | None) -> list[FileInfo]:
@@ -352,10 +362,97 @@ class Client:
         """Verify the signatures of ``ref``; see :func:`ocimodel.provenance.verify`."""
         return verify(ref, policy, registry=self.registry)
 
-    def tags(self, repository: str | Reference) -> list[str]:
-        """The repository's tags, sorted."""
+    def tags(self, repository: str | Reference, *, include_internal: bool = False) -> list[str]:
+        """The repository's tags, sorted.
+
+        ocimodel's own tags (``ocimodel.history.*``) and referrers fallback tags
+        (``sha256-<hex>``) are left out unless ``include_internal``.
+        """
         reference = repository if isinstance(repository, Reference) else Reference.parse_repository(repository)
-        return self.registry.list_tags(reference)
+        found = self.registry.list_tags(reference)
+        return found if include_internal else [t for t in found if not stages.is_internal_tag(t)]
+
+    # ------------------------------------------------------------------------- lifecycle
+    def _gate(self, policy: VerificationPolicy | None) -> Callable[[Reference], object] | None:
+        """The promotion gate: the model must satisfy ``policy`` (None: no gate)."""
+        if policy is None:
+            return None
+        policy.validate()
+        return lambda model: require_signature(self.registry, model, policy)
+
+    def _record_signer(self, options: RecordSigning | None) -> Callable[[Reference], object] | None:
+        if options is None:
+            return None
+        return lambda record: sign(
+            record,
+            key=options.key,
+            identity_token=options.identity_token,
+            trust_config=options.trust_config,
+            registry=self.registry,
+        )
+
+    def promote(
+        self,
+        ref: str | Reference,
+        stage: str,
+        *,
+        reason: str = "",
+        actor: str | None = None,
+        policy: VerificationPolicy | None = None,
+        sign_record: RecordSigning | None = None,
+    ) -> stages.PromotionResult:
+        """Point the tag ``stage`` at ``ref``'s manifest (same bytes) and record the promotion.
+
+        With ``policy`` the model's signature is verified first and nothing moves if it fails;
+        with ``sign_record`` the promotion record is signed (keyless, or with a key).
+        """
+        return stages.promote(
+            self.registry, ref, stage, reason=reason, actor=actor,
+            verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
+        )
+
+    def rollback(
+        self,
+        repository: str | Reference,
+        stage: str,
+        *,
+        to: str | None = None,
+        steps: int = 1,
+        reason: str | None = None,
+        actor: str | None = None,
+        policy: VerificationPolicy | None = None,
+        sign_record: RecordSigning | None = None,
+    ) -> stages.PromotionResult:
+        """Move ``stage`` back ``steps`` promotions (or to the digest ``to``), recorded as a rollback."""
+        return stages.rollback(
+            self.registry, repository, stage, to=to, steps=steps, reason=reason, actor=actor,
+            verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
+        )
+
+    def stages(self, repository: str | Reference) -> list[stages.StageInfo]:
+        """Every stage of ``repository``: digest, version tags, last promotion."""
+        return stages.stages(self.registry, repository)
+
+    def history(
+        self, repository: str | Reference, stage: str, *, policy: VerificationPolicy | None = None
+    ) -> stages.HistoryReport:
+        """The promotion chain of ``stage``, newest first, with every problem found.
+
+        With ``policy``, signed records are verified against it.
+        """
+        return stages.history(self.registry, repository, stage, verify_signature=self._gate(policy))
+
+    def plan_delete(self, ref: str | Reference) -> stages.DeletePlan:
+        """What :meth:`delete` would remove (changes nothing)."""
+        return stages.plan_delete(self.registry, ref)
+
+    def delete(self, ref: str | Reference, *, force: bool = False) -> stages.DeletePlan:
+        """Delete a tag or a manifest; refuses a digest a stage points at unless ``force``."""
+        return stages.delete(self.registry, ref, force=force)
+
+    def lineage(self, ref: str | Reference, *, depth: int = lineage_mod.DEFAULT_DEPTH) -> lineage_mod.LineageNode:
+        """The ancestor tree of ``ref``, following parents by digest across registries."""
+        return lineage_mod.lineage(self.registry, ref, depth=depth)
 
 
 def _with_client(options: dict[str, Any]) -> Client:

@@ -398,16 +398,210 @@ def tags(
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_file: CaFile = None,
+    all_tags: Annotated[bool, typer.Option("--all", help="Also list ocimodel's history tags and sha256-* referrer indexes.")] = False,
     json_out: JsonOut = False,
 ) -> None:
     """List a repository's tags, sorted."""
     with _client(plain_http, insecure, ca_file) as client:
-        found = client.tags(repository)
+        found = client.tags(repository, include_internal=all_tags)
     if json_out:
         _print_json(found)
         return
     for tag in found:
         typer.echo(tag)
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+Reason = Annotated[str, typer.Option("--reason", envvar=_env("reason"), help="Why (recorded in the history).")]
+Actor = Annotated[Optional[str], typer.Option("--actor", envvar=_env("actor"), help="Who (default: the CI identity, else user@host).")]
+SignRecord = Annotated[bool, typer.Option("--sign", envvar=_env("sign"), help="Sign the promotion record (keyless unless --sign-key).")]
+SignKey = Annotated[Optional[Path], typer.Option("--sign-key", envvar=_env("sign-key"), help="Sign the record with this private key (password: OCIMODEL_KEY_PASSWORD).")]
+IdentityToken = Annotated[Optional[str], typer.Option("--identity-token", envvar=_env("identity-token"), help="OIDC token for keyless record signing.")]
+TrustConfig = Annotated[Optional[Path], typer.Option("--trust-config", envvar=_env("trust-config"), help="Sigstore ClientTrustConfig JSON of a private deployment.")]
+Repository = Annotated[str, typer.Argument(help="Repository, e.g. localhost:5000/models/churn")]
+Stage = Annotated[str, typer.Argument(help="Stage (a tag name), e.g. staging or prod.")]
+
+
+def _record_signing(sign: bool, sign_key: Path | None, identity_token: str | None, trust_config: Path | None) -> Any:
+    if not (sign or sign_key):
+        return None
+    from .api import RecordSigning
+
+    return RecordSigning(key=sign_key, identity_token=identity_token, trust_config=trust_config)
+
+
+def _print_promotion(result: Any) -> None:
+    if not result.changed:
+        typer.echo(f"{result.stage} already holds {result.digest}; nothing recorded", err=True)
+    else:
+        was = result.previous_digest or "nothing"
+        signed = ", record signed" if result.signed else ""
+        typer.echo(f"{result.stage}: {was} -> {result.digest} (record {result.record}{signed})", err=True)
+    typer.echo(result.digest)
+
+
+@app.command()
+@handle_errors
+@policy_options
+def promote(
+    ref: ModelRef,
+    stage: Stage,
+    reason: Reason = "",
+    actor: Actor = None,
+    sign: SignRecord = False,
+    sign_key: SignKey = None,
+    identity_token: IdentityToken = None,
+    trust_config: TrustConfig = None,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+    policy: Any = None,
+) -> None:
+    """Point STAGE at REF's digest (no bytes move) and record who, when and why.
+
+    With any verification policy option, the model's signature is checked first and
+    nothing moves unless it passes.
+    """
+    signing = _record_signing(sign, sign_key, identity_token, trust_config)
+    result = _run((plain_http, insecure, ca_file), json_out,
+                  lambda c: c.promote(ref, stage, reason=reason, actor=actor, policy=policy, sign_record=signing))
+    if result is not None:
+        _print_promotion(result)
+
+
+@app.command()
+@handle_errors
+@policy_options
+def rollback(
+    repository: Repository,
+    stage: Stage,
+    to: Annotated[Optional[str], typer.Option("--to", help="Digest to return to (must be in the history).")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="How many promotions to go back.")] = 1,
+    reason: Reason = "",
+    actor: Actor = None,
+    sign: SignRecord = False,
+    sign_key: SignKey = None,
+    identity_token: IdentityToken = None,
+    trust_config: TrustConfig = None,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+    policy: Any = None,
+) -> None:
+    """Move STAGE back to an earlier digest of its history, recorded as a rollback."""
+    signing = _record_signing(sign, sign_key, identity_token, trust_config)
+    result = _run((plain_http, insecure, ca_file), json_out,
+                  lambda c: c.rollback(repository, stage, to=to, steps=steps, reason=reason or None, actor=actor,
+                                       policy=policy, sign_record=signing))
+    if result is not None:
+        _print_promotion(result)
+
+
+@app.command("stages")
+@handle_errors
+def stages_command(
+    repository: Repository,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """List each stage: the digest it holds, its version tags, and its last promotion."""
+    with _client(plain_http, insecure, ca_file) as client:
+        found = client.stages(repository)
+    if json_out:
+        _print_json([s.to_dict() for s in found])
+        return
+    if not found:
+        typer.echo(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')", err=True)
+    for info in found:
+        tags = ",".join(t for t in info.tags if t != info.stage) or "-"
+        who = info.promoted_by.name if info.promoted_by else "?"
+        typer.echo(f"{info.stage:<12} {info.digest or 'unset'}  tags={tags}  {info.promoted_at or '?'} by {who}: {info.reason or ''}".rstrip())
+        if info.finding:
+            typer.echo(f"  ! {info.finding}")
+
+
+@app.command()
+@handle_errors
+@policy_options
+def history(
+    repository: Repository,
+    stage: Stage,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+    policy: Any = None,
+) -> None:
+    """Show STAGE's promotion chain, newest first; exit 6 if the chain has problems.
+
+    With verification policy options, signed records are verified too.
+    """
+    from .errors import ExitCode
+
+    with _client(plain_http, insecure, ca_file) as client:
+        report = client.history(repository, stage, policy=policy)
+    if json_out:
+        _print_json(report.to_dict())
+    else:
+        for finding in report.findings:
+            typer.echo(f"! {finding.message}")
+        for e in report.entries:
+            signed = "signed" if e.signed else "unsigned"
+            if e.signature_verified is not None:
+                signed += ", verified" if e.signature_verified else ", NOT verified"
+            typer.echo(f"{e.time}  {e.actor.name}  {e.from_digest or 'nothing'} -> {e.to_digest}  [{signed}]  {e.reason}".rstrip())
+    if not report.ok:
+        raise typer.Exit(ExitCode.INTEGRITY)
+
+
+@app.command()
+@handle_errors
+def delete(
+    ref: Annotated[str, typer.Argument(help="Tag or digest to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting a digest with tags.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Delete even what a stage points at.")] = False,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Delete a tag or a manifest; refuses a digest a stage holds unless --force."""
+    from .errors import UsageError
+
+    with _client(plain_http, insecure, ca_file) as client:
+        plan = client.plan_delete(ref)
+        if plan.tag is None and plan.tags and not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"deleting {plan.digest} also removes tags {', '.join(plan.tags)}: pass --yes to confirm")
+            typer.confirm(f"Deleting {plan.digest} also removes tags {', '.join(plan.tags)}. Continue?", abort=True)
+        done = client.delete(ref, force=force)
+    if json_out:
+        _print_json(done.to_dict())
+        return
+    typer.echo(f"Deleted {done.tag or done.digest}" + (f" (tags removed: {', '.join(done.tags)})" if done.tag is None and done.tags else ""), err=True)
+
+
+@app.command()
+@handle_errors
+def lineage(
+    ref: ModelRef,
+    depth: Annotated[int, typer.Option("--depth", min=0, max=50, help="How many generations to follow.")] = 5,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Show the ancestor tree of a model (parents by digest, across registries)."""
+    from .lineage import render_tree
+
+    node = _run((plain_http, insecure, ca_file), json_out, lambda c: c.lineage(ref, depth=depth))
+    if node is not None:
+        typer.echo(render_tree(node))
 
 
 @app.command()
