@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from .errors import UnsafeContentError, UsageError
 from .paths import RESERVED_PREFIX
@@ -79,6 +79,18 @@ def check_free_space(directory: Path, needed: int) -> None:
             f"not enough free space in {str(directory)!r}: the pull needs {_format_size(needed)}, "
             f"{_format_size(free)} is free"
         )
+
+
+def resumable_size(partial: Path, size: int) -> int:
+    """Bytes of a ``size``-byte blob already in ``partial`` (0 if none; an oversized one is dropped)."""
+    try:
+        have = partial.stat().st_size
+    except OSError:
+        return 0
+    if have > size:
+        partial.unlink(missing_ok=True)
+        return 0
+    return have
 
 
 class DestinationLock:
@@ -140,16 +152,8 @@ class Workspace:
         return self.partials / digest.replace(":", "-")
 
     def partial_size(self, digest: str, size: int) -> int:
-        """Bytes of ``digest`` already downloaded (0 if none; an oversized partial is dropped)."""
-        path = self.partial_path(digest)
-        try:
-            have = path.stat().st_size
-        except OSError:
-            return 0
-        if have > size:
-            path.unlink(missing_ok=True)
-            return 0
-        return have
+        """Bytes of ``digest`` already downloaded (see :func:`resumable_size`)."""
+        return resumable_size(self.partial_path(digest), size)
 
     def staged(self, digest: str) -> Path:
         """Where the verified content of ``digest`` waits in staging."""
@@ -175,16 +179,3 @@ class Workspace:
             shutil.rmtree(self.partials, ignore_errors=True)
             if remove_dest:
                 shutil.rmtree(self.dest, ignore_errors=True)
-
-
-def nearest_existing(path: Path) -> Path:
-    """``path`` or its closest existing ancestor (for free-space checks before mkdir)."""
-    current = path.absolute()
-    while not current.exists() and current.parent != current:
-        current = current.parent
-    return current
-
-
-def required_bytes(sizes: Sequence[int], already: int) -> int:
-    """Bytes a pull still has to write: every file, minus what partial downloads already hold."""
-    return max(0, sum(sizes) - already)

@@ -20,7 +20,7 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
@@ -37,7 +37,7 @@ from .descriptor import (
     Descriptor,
     Manifest,
 )
-from .destination import DestinationLock, Workspace, check_free_space
+from .destination import DestinationLock, Workspace, check_free_space, resumable_size
 from .destination import check_destination as _check_titles_in
 from .errors import (
     DigestMismatchError,
@@ -207,6 +207,13 @@ def _run_all(
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ocimodel-blob") as pool:
         futures = [pool.submit(fn, item) for item in items]
         try:
+            # FIRST_EXCEPTION, not result() in order: a failure of the second blob must not
+            # wait for the first (maybe many GiB) to finish before it is noticed.
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    raise error
             return [f.result() for f in futures]
         except BaseException:
             if cancelled is not None:
@@ -322,7 +329,7 @@ def download_blob(
     current size; without it ``target`` is removed on any failure. Integrity failures always
     remove it: bytes that failed a check are never resumed from.
     """
-    offset = _resumable_size(target, layer.size) if resume else 0
+    offset = resumable_size(target, layer.size) if resume else 0
     observer.begin(name, layer.size)
     try:
         try:
@@ -345,17 +352,6 @@ def download_blob(
         raise
     finally:
         observer.end(name)
-
-
-def _resumable_size(target: Path, size: int) -> int:
-    try:
-        have = target.stat().st_size
-    except OSError:
-        return 0
-    if have > size:
-        target.unlink()
-        return 0
-    return have
 
 
 def _fetch(
