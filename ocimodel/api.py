@@ -25,6 +25,7 @@ from .descriptor import (
     ANNOTATION_VERSION,
     Manifest,
 )
+from .cache import BlobCache, open_cache
 from .errors import OcimodelError, UsageError
 from .files import collect_files
 from .gitinfo import detect_code
@@ -209,14 +210,30 @@ class Client:
         insecure: bool = False,
         ca_file: str | Path | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
         registry: RegistryClient | None = None,
     ) -> None:
+        """``cache_dir`` holds the blob and digest caches (default: ``OCIMODEL_CACHE_DIR``,
+        else the user cache dir); ``use_cache=False`` neither reads nor fills them."""
         self.registry = registry or RegistryClient(plain_http=plain_http, insecure=insecure, ca_file=ca_file)
         self.concurrency = max(1, concurrency)
+        self._cache_dir = cache_dir
+        self._use_cache = use_cache
+        self._cache: BlobCache | None = None
+
+    @property
+    def cache(self) -> BlobCache | None:
+        """The blob cache, opened on first use (only transfers need it)."""
+        if self._cache is None and self._use_cache:
+            self._cache = open_cache(self._cache_dir, enabled=True)
+        return self._cache
 
     def close(self) -> None:
-        """Close connections."""
+        """Close connections and the cache index."""
         self.registry.close()
+        if self._cache is not None:
+            self._cache.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -258,7 +275,7 @@ class Client:
         observer = observer or NullObserver()
         root = Path(path)
         sources = collect_files(root)
-        layers = hash_files(sources, observer)
+        layers = hash_files(sources, observer, cache=self.cache, concurrency=self.concurrency)
         lineage = Lineage(
             parents=tuple(self._resolve_parent(p) for p in parents),
             datasets=tuple(d if isinstance(d, Dataset) else parse_dataset(d) for d in datasets),
@@ -281,7 +298,9 @@ class Client:
             lineage=lineage,
             tool={"name": "ocimodel", "version": __version__},
         )
-        uploaded, skipped = upload_layers(self.registry, reference, sources, layers, observer, self.concurrency)
+        uploaded, skipped = upload_layers(
+            self.registry, reference, sources, layers, observer, self.concurrency, cache=self.cache
+        )
         manifest = push_manifest(self.registry, reference, config, layers, manifest_annotations(config))
         return PushResult(
             reference=str(reference),
@@ -327,7 +346,9 @@ class Client:
         planned = plan_files(model, include)
         if policy is not None:
             require_signature(self.registry, model.reference, policy)
-        download_into(self.registry, model, Path(dest), planned, observer or NullObserver(), self.concurrency)
+        download_into(
+            self.registry, model, Path(dest), planned, observer or NullObserver(), self.concurrency, cache=self.cache
+        )
         return PullResult(
             reference=str(reference),
             digest=model.digest,
@@ -456,10 +477,14 @@ class Client:
 
 
 def _with_client(options: dict[str, Any]) -> Client:
+    """A Client from the connection and cache options among ``options`` (which are removed)."""
     return Client(
         plain_http=options.pop("plain_http", False),
         insecure=options.pop("insecure", False),
         ca_file=options.pop("ca_file", None),
+        concurrency=options.pop("concurrency", DEFAULT_CONCURRENCY),
+        cache_dir=options.pop("cache_dir", None),
+        use_cache=options.pop("use_cache", True),
     )
 
 

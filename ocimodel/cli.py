@@ -38,6 +38,8 @@ def _env(option: str) -> str:
 PlainHttp = Annotated[bool, typer.Option("--plain-http", envvar=_env("plain-http"), help="Use http:// instead of https://.")]
 Insecure = Annotated[bool, typer.Option("--insecure", envvar=_env("insecure"), help="Do not verify the registry's TLS certificate.")]
 CaFile = Annotated[Optional[Path], typer.Option("--ca-file", envvar=_env("ca-file"), help="CA bundle to verify the registry's TLS certificate.")]
+CacheDir = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", envvar=_env("cache-dir"), help="Blob and digest cache directory (default: the user cache dir).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", envvar=_env("no-cache"), help="Neither read nor fill the local caches.")]
 JsonOut = Annotated[bool, typer.Option("--json", envvar=_env("json"), help="Print machine-readable JSON on stdout.")]
 ModelRef = Annotated[str, typer.Argument(help="Model reference (tag or digest).")]
 Staging = Annotated[bool, typer.Option("--staging", envvar=_env("staging"), help="Use the public Sigstore staging instance.")]
@@ -122,10 +124,10 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _client(plain_http: bool, insecure: bool, ca_file: Path | None) -> Any:
+def _client(plain_http: bool, insecure: bool, ca_file: Path | None, **options: Any) -> Any:
     from .api import Client
 
-    return Client(plain_http=plain_http, insecure=insecure, ca_file=ca_file)
+    return Client(plain_http=plain_http, insecure=insecure, ca_file=ca_file, **options)
 
 
 def _observer(json_out: bool) -> Any:
@@ -194,6 +196,8 @@ def push(
     git_commit: Annotated[Optional[str], typer.Option(envvar=_env("git-commit"), help="Override the detected git commit.")] = None,
     no_git: Annotated[bool, typer.Option("--no-git", envvar=_env("no-git"), help="Record no source code lineage.")] = False,
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob uploads.")] = 2,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_file: CaFile = None,
@@ -207,8 +211,8 @@ def push(
     if not no_git and (git_remote or git_commit):
         detected = detect_code(path.resolve()) or CodeInfo()
         code = CodeInfo(remote=git_remote or detected.remote, commit=git_commit or detected.commit, dirty=detected.dirty if not git_commit else None)
-    with _client(plain_http, insecure, ca_file) as client, _observer(json_out) as observer:
-        client.concurrency = concurrency
+    caching = {"concurrency": concurrency, "cache_dir": cache_dir, "use_cache": not no_cache}
+    with _client(plain_http, insecure, ca_file, **caching) as client, _observer(json_out) as observer:
         result = client.push(
             path,
             ref,
@@ -249,6 +253,8 @@ def pull(
     include: Annotated[Optional[List[str]], typer.Option(envvar=_env("include"), help="Only files matching this glob, repeatable.")] = None,
     allow_any_type: Annotated[bool, typer.Option("--allow-any-type", envvar=_env("allow-any-type"), help="Pull artifacts of any type as plain files.")] = False,
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob downloads.")] = 2,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_file: CaFile = None,
@@ -259,8 +265,8 @@ def pull(
 
     With any verification policy option, the signature is verified first, on the digest then pulled.
     """
-    with _client(plain_http, insecure, ca_file) as client, _observer(json_out) as observer:
-        client.concurrency = concurrency
+    caching = {"concurrency": concurrency, "cache_dir": cache_dir, "use_cache": not no_cache}
+    with _client(plain_http, insecure, ca_file, **caching) as client, _observer(json_out) as observer:
         result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer, policy=policy)
     if json_out:
         _print_json(result.to_dict())

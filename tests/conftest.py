@@ -8,3 +8,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from registry_fixtures import *  # noqa: E402,F401,F403 - fixtures are found by name
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every CLI it runs) gets its own empty cache, never ~/.cache/ocimodel."""
+    directory = tmp_path_factory.mktemp("ocimodel-cache")
+    monkeypatch.setenv("OCIMODEL_CACHE_DIR", str(directory))
+    return directory

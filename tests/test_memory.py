@@ -45,7 +45,7 @@ def test_push_and_pull_multi_gib_in_flat_memory(registry, repo, tmp_path, docker
     assert push_rss < LIMIT_KIB, f"push peaked at {push_rss // 1024} MiB"
 
     dest = tmp_path / "out"
-    code, out, err, pull_rss = run_with_rusage(["pull", ref, str(dest)], env)
+    code, out, err, pull_rss = run_with_rusage(["pull", ref, str(dest), "--no-cache"], env)
     assert code == 0, err
     print(f"pull peak RSS {pull_rss // 1024} MiB")
     assert pull_rss < LIMIT_KIB, f"pull peaked at {pull_rss // 1024} MiB"
