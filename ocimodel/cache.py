@@ -17,8 +17,14 @@ Rules that keep it safe:
   (a 0755 script) and surprise anyone editing a pulled config. The copy re-reads the entry
   through the sha256 check (about 1.5 GB/s here), so even a cache corrupted on disk cannot
   reach a destination: a bad entry is evicted and the blob downloaded again.
-- Adding to the cache tries a reflink (copy-on-write clone: free on btrfs/XFS) and falls back
-  to a kernel copy. Adding is best effort: a full or read-only cache only logs, never fails.
+- Adding to the cache hardlinks the freshly verified file when the cache is on the same
+  filesystem (a cold pull would otherwise write every byte twice: measured 1 GiB pull 3.6 s
+  instead of ~1.5 s), else tries a reflink (copy-on-write clone: free on btrfs/XFS) and falls
+  back to a kernel copy. A linked entry shares its inode with the pulled file, so an edit in
+  DEST would change the entry: that is why every use re-verifies the entry's digest (above)
+  and a changed entry is evicted, never served. Linked entries keep the pulled file's mode
+  (changing it would change the user's file). Adding is best effort: a full or read-only cache
+  only logs, never fails.
 
 There is no automatic eviction yet: delete the directory (or ``blobs/``) to reclaim space.
 """
@@ -125,8 +131,9 @@ class BlobCache:
             if shutil.disk_usage(tmp.parent).free < descriptor.size + _CACHE_FREE_RESERVE:
                 logger.info("not caching %s: too little free space in %s", descriptor.digest, self.root)
                 return
-            _clone_or_copy(verified, tmp)
-            os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            if not _try_link(verified, tmp):
+                _clone_or_copy(verified, tmp)
+                os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             entry.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, entry)
         except OSError as exc:
@@ -148,6 +155,15 @@ class BlobCache:
             return probe.stat().st_dev == path.stat().st_dev
         except OSError:
             return False
+
+
+def _try_link(source: Path, target: Path) -> bool:
+    """Hardlink ``source`` as ``target``; False where the filesystem or platform cannot."""
+    try:
+        os.link(source, target)
+    except OSError:
+        return False
+    return True
 
 
 def _clone_or_copy(source: Path, target: Path) -> None:

@@ -457,9 +457,8 @@ def _pull_blobs(
         by_digest.setdefault(item.layer.digest, item)
     cached = {d for d, item in by_digest.items() if cache is not None and cache.has(item.layer)}
     partial = sum(workspace.partial_size(d, item.layer.size) for d, item in by_digest.items() if d not in cached)
+    # Cache entries on DEST's filesystem are hardlinks of the pulled files: no extra space.
     needed = sum(item.layer.size for item in planned) - partial
-    if cache is not None and cache.same_filesystem(workspace.dest):
-        needed += sum(item.layer.size for d, item in by_digest.items() if d not in cached)
     check_free_space(workspace.dest, needed)
     cancelled = threading.Event()
 

@@ -146,20 +146,26 @@ def test_new_version_downloads_only_the_changed_file_and_repull_downloads_nothin
     assert _layer_bytes(proxy, [layer.digest for layer in v2.manifest.layers]) == 0
 
 
-def test_cache_entries_are_copies_not_links(pclient, proxy, repo, tmp_path, cache):
+def test_editing_a_pulled_file_never_reaches_a_later_pull(pclient, proxy, repo, tmp_path, cache):
+    """A cold pull links its verified file into the cache (one write, not two); the entry is
+    re-verified on every use, so an in-place edit in DEST is caught, evicted and re-fetched."""
     model = tmp_path / "model"
     files = _model(model, count=1)
     ref = Reference(registry=proxy.host, repository=repo, tag="v1")
     layer = push_model(pclient, model, ref).manifest.layers[0]
     pull_model(pclient, ref, tmp_path / "d1", cache=cache)
     entry = cache.blob_path(layer.digest)
-    assert stat.S_IMODE(entry.stat().st_mode) == 0o444
     pulled = tmp_path / "d1" / "shard-0.bin"
-    assert pulled.stat().st_ino != entry.stat().st_ino
+    assert entry.stat().st_ino == pulled.stat().st_ino  # linked, not written twice
     with open(pulled, "r+b") as f:  # editing a pulled file in place...
         f.write(b"edited")
+    proxy.clear()
     pull_model(pclient, ref, tmp_path / "d2", cache=cache)
-    assert tree(tmp_path / "d2") == files  # ...does not reach the cache
+    assert tree(tmp_path / "d2") == files  # ...does not reach the next pull
+    assert proxy.bytes_served(f"/blobs/{layer.digest}$") >= layer.size  # the bad entry was fetched again
+    second = tmp_path / "d2" / "shard-0.bin"
+    assert second.stat().st_ino != pulled.stat().st_ino
+    assert pulled.read_bytes()[:6] == b"edited"  # and the user's edit is left alone
 
 
 def test_corrupt_or_truncated_cache_entry_is_evicted_and_downloaded_again(pclient, proxy, repo, tmp_path, cache):

@@ -525,3 +525,12 @@ def test_plain_http_from_environment(monkeypatch: pytest.MonkeyPatch, docker_con
     monkeypatch.setenv("OCIMODEL_PLAIN_HTTP", "0")
     with RegistryClient() as client:
         assert client.scheme == "https"  # never downgraded automatically, not even for localhost
+
+
+def test_client_reads_the_socket_in_1_mib_pieces() -> None:
+    """Pull speed depends on it (see registry.client._raise_read_size): an httpcore upgrade
+    that renames the knob must fail here, not silently halve throughput."""
+    from httpcore._sync.http11 import HTTP11Connection
+
+    with RegistryClient(plain_http=True):
+        assert HTTP11Connection.READ_NUM_BYTES >= 1024 * 1024

@@ -62,6 +62,7 @@ BodyFactory = Callable[[], Iterable[bytes]]
 
 ARTIFACT_MANIFEST_V1 = "application/vnd.oci.artifact.manifest.v1+json"
 DEFAULT_MANIFEST_ACCEPT: tuple[str, ...] = MANIFEST_MEDIA_TYPES + (ARTIFACT_MANIFEST_V1,)
+READ_SIZE = 1024 * 1024  # socket reads on download (see _raise_read_size)
 PIECE_SIZE = 1024 * 1024  # upload pieces: larger bodies make httpcore copy quadratically
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024  # PATCH size for the fallback (GHCR refuses > 4 MiB)
 _MAX_ERROR_BODY = 64 * 1024
@@ -278,6 +279,22 @@ def _next_link(response: httpx.Response) -> httpx.URL | None:
     return response.url.join(match.group(1)) if match else None
 
 
+def _raise_read_size() -> None:
+    """Let httpcore read 1 MiB per socket read instead of 64 KiB.
+
+    With 64 KiB reads a 1 GiB pull makes ~16,500 trips through the Python receive path, which
+    together with hashing saturates a core (measured: 2.5x curl on 2 cores; 1 MiB reads bring
+    it to ~1.2x). httpcore exposes this only as a class attribute of its HTTP/1.1 connection,
+    so it is set process-wide; it only changes buffer sizes, never behaviour.
+    """
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:  # pragma: no cover - a future httpcore: keep its default
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < READ_SIZE:
+        HTTP11Connection.READ_NUM_BYTES = READ_SIZE
+
+
 class RegistryClient:
     """Blobs, manifests, tags and referrers over HTTP, with auth, retries and verification.
 
@@ -302,6 +319,7 @@ class RegistryClient:
         self.scheme = "http" if plain_http or _env_flag(_PLAIN_HTTP_ENV) else "https"
         self.retry = retry or RetryPolicy()
         self.chunk_size = chunk_size
+        _raise_read_size()
         self._http = httpx.Client(
             verify=_ssl_verify(insecure, ca_file),
             timeout=httpx.Timeout(timeout),
