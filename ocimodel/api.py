@@ -9,11 +9,11 @@ and returns a typed result; the CLI only parses options and prints these results
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import __version__, stages
+from . import __version__, installed, stages
 from . import lineage as lineage_mod
 from .config import CodeInfo, Dataset, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
 from .descriptor import (
@@ -26,6 +26,7 @@ from .descriptor import (
     Manifest,
 )
 from .cache import BlobCache, open_cache
+from .destination import DestinationLock, check_destination
 from .errors import OcimodelError, UsageError
 from .files import collect_files
 from .gitinfo import detect_code
@@ -36,12 +37,15 @@ from .provenance import (
     list_signatures,
     require_signature,
     sign,
+    signature_dict,
     verify,
     verify_blob,
     verify_bundle,
 )
 from .reference import Reference, validate_digest
 from .registry.client import RegistryClient
+from . import safety
+from .scan import ScanReport, scan_path
 from .signing.policy import VerificationPolicy
 from .transfer import (
     DEFAULT_CONCURRENCY,
@@ -118,12 +122,16 @@ class PullResult:
     digest: str
     destination: str
     files: list[FileInfo]
+    path: str = ""  # where the files are: destination, or destination/versions/<hex>
+    skipped: bool = False  # already installed and intact: nothing downloaded
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
             "digest": self.digest,
             "destination": self.destination,
+            "path": self.path,
+            "skipped": self.skipped,
             "files": [f.__dict__ for f in self.files],
         }
 
@@ -154,6 +162,10 @@ class InspectResult:
             "config": self.config.to_dict() if self.config else None,
             "signatures": self.signatures,
         }
+
+
+#: ``events(step, fields)``: told each step of a pull (the CLI logs one line per step).
+PullEvents = Callable[[str, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -263,18 +275,35 @@ class Client:
         run_uri: str | None = None,
         code: CodeInfo | bool | None = None,
         observer: TransferObserver | None = None,
+        scan: bool = True,
+        deny_unsafe: bool = False,
+        on_scan: Callable[[ScanReport], None] | None = None,
     ) -> PushResult:
         """Push the file or directory at ``path`` as a model tagged ``ref``.
 
         ``code=None`` detects the git checkout around ``path``; ``False`` records none;
         a :class:`CodeInfo` overrides detection. Returns the manifest digest and counts.
+
+        With ``scan`` (the default) the files are scanned first for pickles that can run code
+        (:mod:`ocimodel.safety`; formats like safetensors are judged from their header), the
+        report is handed to ``on_scan`` (the CLI prints warnings) and its summary recorded in
+        the config's ``scan`` field. ``deny_unsafe`` refuses a dangerous model before anything
+        is uploaded (:class:`~ocimodel.safety.UnsafeModelError`, exit 5).
         """
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         if reference.digest:
             raise UsageError(f"push needs a tag, not a digest: {reference}")
+        if deny_unsafe and not scan:
+            raise UsageError("deny_unsafe needs the scan: do not combine --deny-unsafe with --no-scan")
         observer = observer or NullObserver()
         root = Path(path)
         sources = collect_files(root)
+        report = safety.scan_files((s.title, s.path) for s in sources) if scan else None
+        if report is not None:
+            if on_scan is not None:
+                on_scan(report)
+            if deny_unsafe:
+                safety.refuse_unsafe(report)
         layers = hash_files(sources, observer, cache=self.cache, concurrency=self.concurrency)
         lineage = Lineage(
             parents=tuple(self._resolve_parent(p) for p in parents),
@@ -297,6 +326,7 @@ class Client:
             files=tuple(file_entries(sources, layers)),
             lineage=lineage,
             tool={"name": "ocimodel", "version": __version__},
+            scan=safety.scan_summary(report) if report is not None else None,
         )
         uploaded, skipped = upload_layers(
             self.registry, reference, sources, layers, observer, self.concurrency, cache=self.cache
@@ -334,27 +364,77 @@ class Client:
         allow_any_type: bool = False,
         observer: TransferObserver | None = None,
         policy: VerificationPolicy | None = None,
+        layout: str = "flat",
+        reverify: bool = False,
+        events: PullEvents | None = None,
     ) -> PullResult:
         """Pull the model at ``ref`` into the directory ``dest``, every byte verified.
 
         The reference is resolved to a digest once; with a ``policy``, that digest's
         signatures are verified before anything is written, and that same digest is pulled.
-        On any failure nothing is left in ``dest`` that was not there before.
+        On any failure nothing is left in ``dest`` that was not there before (but for
+        ``dest/.ocimodel*``: resumable partial downloads and the lock).
+
+        ``layout="versioned"`` writes to ``dest/versions/<hex>`` and switches the
+        ``dest/current`` symlink atomically (see :mod:`ocimodel.installed`). When
+        ``dest/.ocimodel-state.json`` says this digest is already installed and its files
+        are intact (sizes; sha256 too with ``reverify``), nothing is downloaded.
+        ``events(step, fields)`` is told each step (resolved, verified, up-to-date,
+        downloaded, installed).
         """
+        if layout not in installed.LAYOUTS:
+            raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(installed.LAYOUTS)}")
+        emit = events or (lambda step, fields: None)
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        dest = Path(dest)
         model = resolve(self.registry, reference, allow_any_type=allow_any_type)
+        emit("resolved", {"reference": str(reference), "digest": model.digest})
         planned = plan_files(model, include)
+        verification: dict[str, Any] | None = None
         if policy is not None:
-            require_signature(self.registry, model.reference, policy)
-        download_into(
-            self.registry, model, Path(dest), planned, observer or NullObserver(), self.concurrency, cache=self.cache
-        )
-        return PullResult(
+            signers = require_signature(self.registry, model.reference, policy)
+            verification = {"verified": True, "signers": [signature_dict(s) for s in signers]}
+            emit("verified", {"digest": model.digest, "signers": [s.signer for s in signers]})
+        files = tuple(installed.InstalledFile(p.title, p.layer.digest, p.layer.size) for p in planned)
+        root = installed.files_root(dest, layout, model.digest)
+        result = PullResult(
             reference=str(reference),
             digest=model.digest,
             destination=str(dest),
             files=[FileInfo(path=p.title, digest=p.layer.digest, size=p.layer.size, mode=p.mode) for p in planned],
+            path=str(root),
         )
+        existed = dest.exists()
+        check_destination(dest, [p.title for p in planned] if layout == "flat" else [])
+        # One pull per DEST at a time, from the state check to the state write: a second pod
+        # container (or a concurrent CLI) waits, then finds the work done.
+        with DestinationLock(dest):
+            previous = installed.read_state(dest)
+            if previous and (previous.digest, previous.layout, previous.include) == (model.digest, layout, tuple(include)):
+                problem = installed.problem_with(root, files, reverify=reverify)
+                if problem is None and (layout == "flat" or installed.current_digest_hex(dest) == root.name):
+                    emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
+                    return replace(result, skipped=True)
+                emit("repairing", {"digest": model.digest, "reason": problem or "current link points elsewhere"})
+            flat = layout == "flat"
+            download_into(
+                self.registry, model, root, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
+                lock=not flat, dest_existed=existed if flat else None,
+            )
+            emit("downloaded", {"digest": model.digest, "files": len(planned), "bytes": sum(f.size for f in files)})
+            if not flat:
+                # Keep the version being replaced: a reader may still have its files open.
+                keep = {root.name, installed.current_digest_hex(dest) or root.name}
+                installed.switch_current(dest, model.digest)
+                installed.prune_versions(dest, keep)
+            elif previous and previous.layout == "flat":
+                installed.remove_stale_files(dest, previous.files, {f.path for f in files})
+            installed.write_state(dest, installed.InstallState(
+                reference=str(reference), digest=model.digest, layout=layout, files=files, include=tuple(include),
+                verification=verification, time=timestamp(None), tool=f"ocimodel {__version__}",
+            ))
+        emit("installed", {"digest": model.digest, "path": str(root)})
+        return result
 
     # ----------------------------------------------------------------------- inspect, tags
     def inspect(self, ref: str | Reference, *, allow_any_type: bool = True) -> InspectResult:
@@ -373,6 +453,28 @@ class Client:
             config=model.config,
             signatures=list_signatures(self.registry, model.reference),
         )
+
+    # -------------------------------------------------------------------------------- scan
+    def scan(
+        self, target: str | Path, *, max_blob_bytes: int = safety.MAX_BLOB_SCAN_BYTES
+    ) -> ScanReport:
+        """Scan a local file or directory, or the model at a reference, for what loading it
+        could execute (nothing is unpickled; see :mod:`ocimodel.scan`).
+
+        An existing local path wins over a reference. A remote model is resolved to a verified
+        manifest and its blobs scanned in memory, never written anywhere (see
+        :func:`ocimodel.safety.scan_model` for ``max_blob_bytes`` and what is digest-verified).
+        """
+        if isinstance(target, Path) or os.path.lexists(target):
+            report = scan_path(Path(target))
+            report.subject = str(target)
+            return report
+        try:
+            reference = Reference.parse(target)
+        except UsageError as exc:
+            raise UsageError(f"scanning {target!r}: no such file or directory, and not a model reference ({exc})") from None
+        model = resolve(self.registry, reference, allow_any_type=True)
+        return safety.scan_model(self.registry, model, max_blob_bytes=max_blob_bytes)
 
     # ------------------------------------------------------------------------ provenance
     def sign(self, ref: str | Reference, **kwargs: Any) -> SignResult:

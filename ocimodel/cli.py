@@ -195,6 +195,8 @@ def push(
     git_remote: Annotated[Optional[str], typer.Option(envvar=_env("git-remote"), help="Override the detected git remote.")] = None,
     git_commit: Annotated[Optional[str], typer.Option(envvar=_env("git-commit"), help="Override the detected git commit.")] = None,
     no_git: Annotated[bool, typer.Option("--no-git", envvar=_env("no-git"), help="Record no source code lineage.")] = False,
+    no_scan: Annotated[bool, typer.Option("--no-scan", envvar=_env("no-scan"), help="Do not scan the files for pickles that can run code (nothing recorded).")] = False,
+    deny_unsafe: Annotated[bool, typer.Option("--deny-unsafe", envvar=_env("deny-unsafe"), help="Refuse to push (exit 5) if a pickle can run code when loaded.")] = False,
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob uploads.")] = 2,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -203,7 +205,11 @@ def push(
     ca_file: CaFile = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Push a model file or directory; prints the manifest digest."""
+    """Push a model file or directory; prints the manifest digest.
+
+    The files are scanned first: a pickle that can run code when loaded gets a warning (or,
+    with --deny-unsafe, refuses the push), and the scan result is recorded in the config.
+    """
     from .config import CodeInfo, parse_key_values
     from .gitinfo import detect_code
 
@@ -232,6 +238,9 @@ def push(
             run_uri=run_uri,
             code=code,
             observer=observer,
+            scan=not no_scan,
+            deny_unsafe=deny_unsafe,
+            on_scan=None if deny_unsafe else _warn_dangerous,
         )
     if json_out:
         _print_json(result.to_dict())
@@ -244,6 +253,40 @@ def push(
     typer.echo(result.digest)
 
 
+class StepLogger:
+    """One line per pull step on stderr: readable text, or JSON objects for log collectors."""
+
+    MESSAGES = {
+        "resolved": "resolved {reference} to {digest}",
+        "verified": "verified {digest}: signed by {signers}",
+        "up-to-date": "{digest} already installed in {path}; files intact, nothing downloaded",
+        "repairing": "{digest} installed before but {reason}: pulling again",
+        "downloaded": "downloaded and verified {files} files ({bytes} bytes) of {digest}",
+        "installed": "installed {digest} in {path}",
+    }
+
+    def __init__(self, fmt: str) -> None:
+        self.json = fmt == "json"
+
+    def __call__(self, step: str, fields: Any) -> None:
+        shown = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in fields.items()}
+        message = self.MESSAGES.get(step, step).format(**shown)
+        self._emit("info", step, message, dict(fields))
+
+    def failed(self, message: str, code: int) -> None:
+        self._emit("error", "failed", message, {"exitCode": code})
+
+    def _emit(self, level: str, step: str, message: str, fields: dict[str, Any]) -> None:
+        if self.json:
+            from datetime import datetime, timezone
+
+            line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "level": level,
+                    "step": step, "message": message, **fields}
+            typer.echo(json.dumps(line, sort_keys=True), err=True)
+        elif level == "info":
+            typer.echo(f"ocimodel: {message}", err=True)
+
+
 @app.command()
 @handle_errors
 @policy_options
@@ -252,6 +295,9 @@ def pull(
     dest: Annotated[Path, typer.Argument(envvar=_env("dest"), help="Destination directory.")],
     include: Annotated[Optional[List[str]], typer.Option(envvar=_env("include"), help="Only files matching this glob, repeatable.")] = None,
     allow_any_type: Annotated[bool, typer.Option("--allow-any-type", envvar=_env("allow-any-type"), help="Pull artifacts of any type as plain files.")] = False,
+    layout: Annotated[str, typer.Option("--layout", envvar=_env("layout"), help="flat: files in DEST; versioned: DEST/versions/<digest> + atomic DEST/current symlink.")] = "flat",
+    reverify: Annotated[bool, typer.Option("--reverify", envvar=_env("reverify"), help="When already installed, re-hash every file instead of checking sizes.")] = False,
+    log_format: Annotated[str, typer.Option("--log-format", envvar=_env("log-format"), help="text or json (one object per step, for log collectors).")] = "text",
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob downloads.")] = 2,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -263,16 +309,27 @@ def pull(
 ) -> None:
     """Pull a model into DEST, verifying every byte; writes nothing on failure.
 
-    With any verification policy option, the signature is verified first, on the digest then pulled.
+    With any verification policy option, the signature is verified first, on the digest then
+    pulled. A restart with the same digest already installed downloads nothing (init containers).
     """
+    from .errors import OcimodelError, UsageError
+
+    if log_format not in ("text", "json"):
+        raise UsageError(f"unknown --log-format {log_format!r}: use text or json")
+    log = StepLogger(log_format)
     caching = {"concurrency": concurrency, "cache_dir": cache_dir, "use_cache": not no_cache}
-    with _client(plain_http, insecure, ca_file, **caching) as client, _observer(json_out) as observer:
-        result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer, policy=policy)
+    try:
+        with _client(plain_http, insecure, ca_file, **caching) as client, _observer(json_out or log.json) as observer:
+            result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer,
+                                 policy=policy, layout=layout, reverify=reverify, events=log)
+    except OcimodelError as exc:
+        if log.json:
+            log.failed(str(exc), exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
+        raise
     if json_out:
         _print_json(result.to_dict())
         return
-    total = sum(f.size for f in result.files)
-    typer.echo(f"Pulled {result.reference}@{result.digest} into {result.destination} ({len(result.files)} files, {total} bytes)", err=True)
     typer.echo(result.digest)
 
 
@@ -645,6 +702,47 @@ def logout(host: Annotated[str, typer.Argument(help="Registry host.")]) -> None:
 
     removed = api_logout(host)
     typer.echo(f"Removed credentials for {host}" if removed else f"No credentials stored for {host}", err=True)
+
+
+# ---------------------------------------------------------------------------------- safety
+
+
+def _warn_dangerous(report: Any) -> None:
+    """One ``warning:`` line on stderr per dangerous global a push found."""
+    from .safety import dangerous_findings
+
+    for finding in dangerous_findings(report):
+        typer.echo(f"warning: {finding}", err=True)
+
+
+@app.command()
+@handle_errors
+def scan(
+    target: Annotated[str, typer.Argument(metavar="PATH|REF", help="Local file or directory, or a model reference.")],
+    strict: Annotated[bool, typer.Option("--strict", envvar=_env("strict"), help="Also exit 5 when a file could not be fully inspected.")] = False,
+    plain_http: PlainHttp = False,
+    insecure: Insecure = False,
+    ca_file: CaFile = None,
+    json_out: JsonOut = False,
+) -> None:
+    """List every global a model's pickles would import, flagging those that can run code.
+
+    Nothing is unpickled, and a model named by reference is scanned from the registry
+    without being written anywhere. Exit 5 when something dangerous is found; files that
+    could not be fully inspected only warn, unless --strict.
+    """
+    from .safety import refuse_unsafe
+    from .scan import format_report
+
+    with _client(plain_http, insecure, ca_file) as client:
+        report = client.scan(target)
+    if json_out:
+        _print_json(report.to_dict())
+    else:
+        typer.echo(format_report(report))
+    for item in report.errors:
+        typer.echo(f"warning: {item.path}: not fully inspected: {item.error}", err=True)
+    refuse_unsafe(report, strict=strict)
 
 
 def main() -> None:

@@ -952,11 +952,8 @@ def _delete_tag(client: RegistryClient, ref: Reference, plan: DeletePlan) -> Non
         f"which removes every tag on {plan.digest}: {', '.join(plan.tags)}); to do that: "
         f"ocimodel delete {ref.name}@{plan.digest}"
     )
-    delete_tag = getattr(client, "delete_tag", None)  # RegistryClient.delete_tag: see docs/stages.md
-    if delete_tag is None:
-        raise UsageError(cannot)
     try:
-        delete_tag(ref)
+        client.delete_tag(ref)
     except RegistryError as exc:
         if exc.status in (400, 405) or exc.code in ("UNSUPPORTED", "DIGEST_INVALID"):
             raise UsageError(cannot) from None

@@ -13,6 +13,7 @@ the files renamed into place. See :mod:`ocimodel.destination` for what lives in 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import logging
@@ -412,8 +413,14 @@ def download_into(
     concurrency: int = DEFAULT_CONCURRENCY,
     *,
     cache: BlobCache | None = None,
+    lock: bool = True,
+    dest_existed: bool | None = None,
 ) -> None:
     """Download, verify, then move every planned file into ``dest``; all or nothing.
+
+    ``lock=False`` when the caller already holds ``DestinationLock(dest)`` (flock is per open
+    file: taking it twice in one process would wait forever); ``dest_existed`` then says
+    whether DEST existed before the caller's lock created it (it is removed on failure if not).
 
     One pull per DEST at a time (``DEST/.ocimodel.lock``). Blobs already in ``cache`` are copied
     from it (re-verified); the others are downloaded into resumable partials, then added to the
@@ -421,8 +428,8 @@ def download_into(
     in DEST after a failure (only ``DEST/.ocimodel*``, and only resumable partials).
     """
     check_destination(dest, planned)
-    existed = dest.exists()
-    with DestinationLock(dest):
+    existed = dest.exists() if dest_existed is None else dest_existed
+    with DestinationLock(dest) if lock else contextlib.nullcontext():
         workspace = Workspace(dest)
         try:
             _pull_blobs(client, model, workspace, planned, observer, concurrency, cache)

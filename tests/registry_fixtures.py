@@ -5,7 +5,8 @@ Nothing here mocks the registry. ``RegistryServer`` runs ``docker-registry serve
 for behaviour distribution cannot show (redirects to storage, 429 with Retry-After).
 
 Session fixtures: ``registry`` (plain http, anonymous), ``tls_basic_registry`` (TLS with a
-test CA + htpasswd Basic auth), ``token_registry`` (Bearer tokens from a local token server).
+test CA + htpasswd Basic auth), ``token_registry`` (Bearer tokens from a local token server),
+``proxy_registry`` (a pull-through cache of ``registry``: a real mirror).
 Function fixtures: ``repo`` (a fresh repository name), ``docker_config`` (an empty
 ``DOCKER_CONFIG``, no ``OCIMODEL_*`` credentials), ``client`` (RegistryClient for ``registry``).
 """
@@ -61,6 +62,7 @@ __all__ = [
     "client",
     "docker_config",
     "fast_retry",
+    "proxy_registry",
     "registry",
     "repo",
     "tls_basic_registry",
@@ -262,6 +264,16 @@ class RegistryServer:
         """Stop and start again on the same port and storage."""
         self.stop()
         self.start()
+
+    def wait_cached(self, digest: str, timeout: float = 10.0) -> Path:
+        """For a proxy: wait until it has stored ``digest`` (it caches in the background)."""
+        path = self.blob_path(digest)
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.host} did not cache {digest} within {timeout}s")
+            time.sleep(0.05)
+        return path
 
     def blob_path(self, digest: str) -> Path:
         """The data file of a blob (manifests are blobs too) in the storage directory."""
@@ -471,6 +483,20 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
     """A plain-http, anonymous distribution registry for the whole session."""
     _require_binary()
     server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
+    yield server
+    server.stop()
+
+
+def start_proxy(workdir: Path, remote: RegistryServer) -> RegistryServer:
+    """A distribution registry in proxy mode: a pull-through cache of ``remote`` (read-only)."""
+    return RegistryServer(workdir, extra={"proxy": {"remoteurl": remote.url}}).start()
+
+
+@pytest.fixture(scope="session")
+def proxy_registry(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A pull-through cache (mirror) of the session ``registry``, plain http, anonymous."""
+    _require_binary()
+    server = start_proxy(tmp_path_factory.mktemp("proxy-registry"), registry)
     yield server
     server.stop()
 

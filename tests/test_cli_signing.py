@@ -51,9 +51,13 @@ def sign_keyless(ref: str, standin: SigstoreStandin, env: dict[str, str], identi
 
 
 def assert_one_line_failure(out, code: int, fragment: str) -> None:
+    """One ``error:`` line (after pull's ``ocimodel:`` step lines, if any), no traceback."""
     assert out.returncode == code, (out.stdout, out.stderr)
-    assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: "), out.stderr
-    assert fragment in out.stderr and "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], out.stderr
+    assert all(line.startswith("ocimodel: ") for line in lines[:-1]), out.stderr
+    assert fragment in errors[0] and "Traceback" not in out.stderr
 
 
 def test_keygen_sign_verify_with_key(model, tmp_path, cli_env):
@@ -159,7 +163,9 @@ def test_pull_with_policy_file_on_signed_model(model, tmp_path, sigstore_standin
     pulled = run("pull", ref, str(dest), "--json", env={**cli_env, "OCIMODEL_POLICY": str(policy)})
     assert pulled.returncode == 0, pulled.stderr
     assert json.loads(pulled.stdout)["digest"] == digest
-    assert [p.name for p in dest.iterdir()] == ["w.bin"]
+    assert sorted(p.name for p in dest.iterdir()) == [".ocimodel-state.json", "w.bin"]
+    state = json.loads((dest / ".ocimodel-state.json").read_text())
+    assert state["digest"] == digest and state["verification"]["signers"][0]["signer"] == ALICE
 
 
 def test_inspect_shows_unverified_signatures(model, sigstore_standin, cli_env):

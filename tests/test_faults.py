@@ -20,7 +20,9 @@ from typing import Iterator
 import pytest
 from faultproxy import Fault, FaultProxy
 from registry_fixtures import RegistryServer, fast_retry
-from transfer_helpers import everything, pull_model, push_model, tree, write_random
+from transfer_helpers import everything, model_tree, pull_model, push_model, tree, write_random
+
+from ocimodel.installed import STATE_NAME
 
 from ocimodel.descriptor import LAYER_MEDIA_TYPE, Descriptor
 from ocimodel.destination import LOCK_NAME, PARTIAL_DIR, DestinationLock
@@ -278,7 +280,7 @@ def test_pull_killed_with_sigkill_resumes_from_partial(proxy, pclient, repo, tmp
     done = subprocess.run([sys.executable, "-m", "ocimodel", "pull", str(ref), str(dest)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert tree(dest) == {"big.bin": data} and everything(dest) == ["big.bin"]
+    assert model_tree(dest) == {"big.bin": data} and everything(dest) == [STATE_NAME, "big.bin"]
     heads = _range_requests(proxy, layer.digest)
     assert len(heads) == 1 and f"range: bytes={kept}-".encode() in heads[0].lower()
     assert proxy.bytes_served(_blob_path(layer.digest)) < len(data) - kept + 64 * 1024
@@ -377,7 +379,7 @@ def test_two_concurrent_cli_pulls_into_one_dest(proxy, pclient, repo, tmp_path, 
     results = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, err
-    assert tree(dest) == files and everything(dest) == sorted(files)
+    assert model_tree(dest) == files and everything(dest) == sorted([STATE_NAME, *files])
 
 
 def test_concurrent_thread_pulls_into_one_dest(proxy, repo, tmp_path, docker_config):

@@ -422,7 +422,7 @@ def test_pull_with_policy_pulls_exactly_the_verified_digest(oc, model, tmp_path,
     assert result.digest == digest
     by_tag = [r for r in recording.requested if r.tag == "1.0" and not r.digest]
     assert len(by_tag) == 1  # resolved once; verification and download used the digest
-    assert [p.name for p in (tmp_path / "out").iterdir()] == [result.files[0].path]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".ocimodel-state.json", result.files[0].path]
 
 
 def test_inspect_lists_signatures_unverified(oc, model, keypair, sigstore_standin):

@@ -21,6 +21,7 @@ from ocimodel.descriptor import (
 )
 from ocimodel.errors import DigestMismatchError, NotFoundError, UnsafeContentError, UsageError
 from ocimodel.reference import Reference
+from transfer_helpers import everything, model_tree, tree
 
 
 @pytest.fixture
@@ -29,13 +30,7 @@ def oc(registry, docker_config):
         yield client
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under root (relative POSIX path -> bytes), ignoring nothing."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def everything(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+STATE = ".ocimodel-state.json"  # the one file a successful pull adds beside the model
 
 
 @pytest.fixture
@@ -59,8 +54,10 @@ def test_single_file_round_trip(oc, registry, repo, tmp_path):
     dest = tmp_path / "out"
     pulled = oc.pull(f"{registry.host}/{repo}:1.0", dest)
     assert pulled.digest == result.digest
-    assert tree(dest) == {"model.onnx": src.read_bytes()}
-    assert everything(dest) == ["model.onnx"]  # no staging leftovers
+    assert model_tree(dest) == {"model.onnx": src.read_bytes()}
+    assert everything(dest) == [STATE, "model.onnx"]  # no staging leftovers
+    state = json.loads((dest / STATE).read_text())
+    assert (state["digest"], state["reference"]) == (result.digest, f"{registry.host}/{repo}:1.0")
 
 
 def test_directory_round_trip_bit_exact_with_modes(oc, registry, repo, model_dir, tmp_path):
@@ -69,7 +66,7 @@ def test_directory_round_trip_bit_exact_with_modes(oc, registry, repo, model_dir
     assert result.uploaded_blobs == 4  # 5 files, two share a digest
     dest = tmp_path / "out"
     oc.pull(ref, dest)
-    assert tree(dest) == tree(model_dir)
+    assert model_tree(dest) == tree(model_dir)
     assert stat.S_IMODE((dest / "sub/deeper/run.sh").stat().st_mode) == 0o755
     assert stat.S_IMODE((dest / "weights.bin").stat().st_mode) == stat.S_IMODE((model_dir / "weights.bin").stat().st_mode)
 
@@ -237,11 +234,11 @@ def test_artifact_type_checked_and_include(oc, registry, repo, model_dir, tmp_pa
         oc.pull(str(ref), tmp_path / "a")
     assert not (tmp_path / "a").exists()
     oc.pull(str(ref), tmp_path / "b", allow_any_type=True)
-    assert tree(tmp_path / "b") == {"hello.txt": b"hello"}
+    assert model_tree(tmp_path / "b") == {"hello.txt": b"hello"}
 
     oc.push(model_dir, f"{registry.host}/{repo}:m")
     oc.pull(f"{registry.host}/{repo}:m", tmp_path / "c", include=["sub/*"])
-    assert sorted(tree(tmp_path / "c")) == ["sub/deeper/run.sh", "sub/ünïcødé 名前.json"]
+    assert sorted(model_tree(tmp_path / "c")) == ["sub/deeper/run.sh", "sub/ünïcødé 名前.json"]
 
 
 def test_missing_tag_is_not_found(oc, registry, repo, tmp_path):
@@ -268,4 +265,4 @@ def test_oras_py_pulls_ocimodel_artifact(oc, registry, repo, model_dir, tmp_path
     client = oras.client.OrasClient(hostname=registry.host, insecure=True)
     out = tmp_path / "oras-out"
     client.pull(target=ref, outdir=str(out))
-    assert tree(out) == tree(model_dir)
+    assert tree(out) == tree(model_dir)  # oras-py writes no state file

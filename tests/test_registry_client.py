@@ -34,6 +34,7 @@ from ocimodel.errors import (
     SchemaError,
     SizeMismatchError,
     UnsafeContentError,
+    UsageError,
 )
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient, group_chunks, split_pieces
@@ -368,6 +369,29 @@ def test_delete_disabled_has_clear_message(docker_config: Path) -> None:
 
 
 # -- tags and referrers --------------------------------------------------------------------
+
+
+def test_delete_tag_refused_by_distribution(client: RegistryClient, registry: RegistryServer, repo: str) -> None:
+    """distribution 2.8.2 deletes manifests by digest only: DELETE by tag is 400 DIGEST_INVALID."""
+    ref = _ref(registry, repo, "v1")
+    manifest = _push_model(client, ref)
+    with pytest.raises(RegistryError) as refused:
+        client.delete_tag(ref)
+    assert (refused.value.status, refused.value.code) == (400, "DIGEST_INVALID")
+    assert str(refused.value) == (
+        f"registry {registry.host} cannot delete the tag v1 alone (it deletes manifests by digest only)"
+    )
+    assert client.head_manifest(ref) == Descriptor(MANIFEST_V1, manifest.digest, len(manifest.raw))
+    with pytest.raises(UsageError, match="needs a tag"):
+        client.delete_tag(Reference(registry.host, repo, digest=manifest.digest))
+
+
+def test_delete_tag_where_supported(docker_config: Path) -> None:
+    """OCI distribution 1.1 allows DELETE /v2/<name>/manifests/<tag>; 202 means done."""
+    with LocalServer(lambda request: Reply(202)) as server, RegistryClient(plain_http=True) as client:
+        client.delete_tag(Reference(server.host, "team/model", "old"))
+    assert [(r.method, r.path) for r in server.requests] == [("DELETE", "/v2/team/model/manifests/old")]
+
 
 
 def test_list_tags_sorted(client: RegistryClient, registry: RegistryServer, repo: str) -> None:

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocimodel.installed import STATE_NAME
+
 from ocimodel.cache import BlobCache
 from ocimodel.config import ModelConfig
 from ocimodel.descriptor import Manifest
@@ -73,6 +75,11 @@ def pull_model(
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under root (relative POSIX path -> bytes)."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def model_tree(root: Path) -> dict[str, bytes]:
+    """:func:`tree` without the pull state file ``.ocimodel-state.json`` (ocimodel's, not the model's)."""
+    return {path: data for path, data in tree(root).items() if path != STATE_NAME}
 
 
 def everything(root: Path) -> list[str]:

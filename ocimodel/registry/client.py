@@ -10,21 +10,25 @@ Transport rules worth knowing (see shared notes/registry.md for the measurements
   makes httpcore copy quadratically), and a retry reopens the body instead of resending it;
 - downloads use ``iter_raw()`` without a chunk size (twice as fast) and stop at the
   descriptor's size, so a hostile registry cannot make us read more than promised;
-- redirects are followed by hand so ``Authorization`` is only ever sent to the registry itself.
+- redirects are followed by hand so ``Authorization`` is only ever sent to the registry itself;
+- reads may go through mirrors first (pull-through caches, see :mod:`.mirrors`); writes never do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import ssl
-from contextlib import contextmanager
-from dataclasses import dataclass
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import httpx
 
@@ -42,6 +46,7 @@ from ..descriptor import (
 from ..errors import (
     AuthError,
     DigestMismatchError,
+    IntegrityError,
     NetworkError,
     NotFoundError,
     OcimodelError,
@@ -54,11 +59,13 @@ from ..errors import (
 from ..reference import DOCKER_HUB, DOCKER_HUB_API, Reference
 from .auth import Authenticator, repository_scope
 from .credentials import CredentialStore, normalise_host
+from .mirrors import Mirror, registry_key, resolve_mirrors
 from .retry import RetryableFailure, RetryPolicy, is_retryable_status, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
 BodyFactory = Callable[[], Iterable[bytes]]
+T = TypeVar("T")
 
 ARTIFACT_MANIFEST_V1 = "application/vnd.oci.artifact.manifest.v1+json"
 DEFAULT_MANIFEST_ACCEPT: tuple[str, ...] = MANIFEST_MEDIA_TYPES + (ARTIFACT_MANIFEST_V1,)
@@ -74,6 +81,7 @@ _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)?rel="?next"?')
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _WARNING_RE = re.compile(r'^\s*299\s+\S+\s+"((?:[^"\\]|\\.)*)"')
 _PLAIN_HTTP_ENV = "OCIMODEL_PLAIN_HTTP"
+MIRROR_COOLDOWN = 30.0  # seconds a mirror that could not be reached (or answered 5xx) is skipped
 
 
 class TransferInterrupted(NetworkError):
@@ -110,12 +118,17 @@ class ManifestPutResult:
 
 @dataclass(frozen=True)
 class _Op:
-    """One logical request, named for error messages: ``verb`` + ``noun``, on ``host``."""
+    """One logical request, named for error messages: ``verb`` + ``noun``, on ``host``.
+
+    ``mirror`` is set when the request goes to a mirror of the registry instead of to it.
+    """
 
     verb: str
     noun: str
     host: str
     scopes: tuple[str, ...] = ()
+    scheme: str = "https"
+    mirror: Mirror | None = None
 
 
 @dataclass(frozen=True)
@@ -131,17 +144,60 @@ class BlobStream:
 
     ``status`` is the HTTP status (200 or 206) and ``offset`` the position of the first byte
     served: 0 when the registry ignored a Range request, so the caller restarts its hashing.
+
+    ``on_bad_mirror`` (set for a whole blob served by a mirror) makes the stream verify the
+    digest itself and hold back the last piece until it matched: a mirror serving wrong bytes
+    then never completes a download. It is called, and the stream ends as interrupted
+    (:class:`TransferInterrupted`), so the caller's retry asks again, and the client, having
+    marked the mirror bad for that digest, answers from byte 0 from the next source.
     """
 
-    def __init__(self, response: httpx.Response, descriptor: Descriptor, offset: int, op: _Op) -> None:
+    def __init__(
+        self,
+        response: httpx.Response,
+        descriptor: Descriptor,
+        offset: int,
+        op: _Op,
+        on_bad_mirror: Callable[[], None] | None = None,
+    ) -> None:
         self._response = response
         self._descriptor = descriptor
         self._op = op
+        self._on_bad_mirror = on_bad_mirror
         self.status = response.status_code
         self.offset = offset
 
     def chunks(self) -> Iterator[bytes]:
         """Raw body pieces, never more than the descriptor's size in total."""
+        if self._on_bad_mirror is None:
+            return self._chunks()
+        return self._mirror_chunks(self._on_bad_mirror)
+
+    def _mirror_chunks(self, on_bad_mirror: Callable[[], None]) -> Iterator[bytes]:
+        hasher = hashlib.sha256()
+        held = b""
+        passed = 0
+        try:
+            for piece in self._chunks():
+                hasher.update(piece)
+                if held:
+                    yield held
+                    passed += len(held)
+                held = piece
+            good = f"sha256:{hasher.hexdigest()}" == self._descriptor.digest
+        except IntegrityError:
+            good = False
+        if not good:
+            on_bad_mirror()
+            raise TransferInterrupted(
+                f"mirror {self._op.host} served {self._op.noun} with wrong content; "
+                "fetching it from the next source",
+                self.offset + passed,
+            )
+        if held:
+            yield held
+
+    def _chunks(self) -> Iterator[bytes]:
         remaining = self._descriptor.size - self.offset
         received = 0
         try:
@@ -301,6 +357,11 @@ class RegistryClient:
     Plain http is used only when asked for (``plain_http=True`` or ``OCIMODEL_PLAIN_HTTP=1``),
     never automatically, not even for localhost: a silent downgrade would leak credentials.
     Thread-safe for concurrent transfers (one httpx connection pool, a locked token cache).
+
+    ``mirrors`` maps registry names (as in references: ``docker.io``, ``127.0.0.1:5000``) to
+    mirror base URLs tried in order before the registry for reads only; see :mod:`.mirrors`.
+    A mirror gets one attempt per request (no retries: the next source is the retry); one that
+    cannot be reached or answers 5xx is skipped for :data:`MIRROR_COOLDOWN` seconds.
     """
 
     def __init__(
@@ -315,8 +376,10 @@ class RegistryClient:
         user_agent: str = f"ocimodel/{__version__}",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
+        mirrors: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.scheme = "http" if plain_http or _env_flag(_PLAIN_HTTP_ENV) else "https"
+        self.mirrors = resolve_mirrors(mirrors)
         self.retry = retry or RetryPolicy()
         self.chunk_size = chunk_size
         _raise_read_size()
@@ -327,7 +390,13 @@ class RegistryClient:
             follow_redirects=False,  # done by hand: see _follow
             event_hooks=dict(event_hooks or {}),
         )
-        self._auth = Authenticator(credentials or CredentialStore(), self._http)
+        credentials = credentials or CredentialStore()
+        self._auth = Authenticator(credentials, self._http)
+        # Mirrors authenticate with their own docker-config entry, never the registry's.
+        self._mirror_auth = Authenticator(credentials.config_only(), self._http)
+        self._mirror_lock = threading.Lock()
+        self._mirror_down: dict[Mirror, float] = {}  # mirror → monotonic time to try it again
+        self._mirror_bad: set[tuple[Mirror, str]] = set()  # (mirror, digest) that failed verification
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -342,11 +411,11 @@ class RegistryClient:
     # -- blobs ------------------------------------------------------------------------------
 
     def blob_exists(self, ref: Reference, digest: str) -> bool:
-        """True if the repository has the blob (HEAD)."""
+        """True if the registry itself has the blob (HEAD; never a mirror: it decides uploads)."""
         return self._head_blob(ref, digest, self._op(ref, "HEAD", f"blob {digest} in {ref.repository}", "pull"))
 
     def _head_blob(self, ref: Reference, digest: str, op: _Op) -> bool:
-        with self._open("HEAD", self._url(ref, "blobs", digest), op) as response:
+        with self._open("HEAD", self._url(op, ref, "blobs", digest), op) as response:
             if response.status_code == 200:
                 return True
             if response.status_code == 404:
@@ -395,18 +464,39 @@ class RegistryClient:
 
         ``retry=False`` lets a caller that retries the whole download (resuming it) own the
         retry policy, instead of nesting two retry loops.
+
+        With mirrors, the first source that answers serves the blob. A whole blob from a mirror
+        is verified here too (see :class:`BlobStream`); once a mirror has served wrong bytes for
+        a digest, a resumed read of it starts again from byte 0 (``offset`` 0 in the stream),
+        since the caller's prefix may hold the mirror's bad bytes.
         """
         if offset < 0 or (offset and offset >= descriptor.size):
             raise UsageError(f"cannot resume blob {descriptor.digest} at byte {offset} of {descriptor.size}")
-        op = self._op(ref, "GET", f"blob {descriptor.digest} in {ref.repository}", "pull")
+        if offset and self._mirrored_badly(descriptor.digest):
+            offset = 0
+        with ExitStack() as keep:
+
+            def start(op: _Op) -> BlobStream:
+                return keep.enter_context(self._open_blob(ref, descriptor, offset, op, retry))
+
+            yield self._read(ref, "GET", f"blob {descriptor.digest} in {ref.repository}", start, descriptor.digest)
+
+    @contextmanager
+    def _open_blob(
+        self, ref: Reference, descriptor: Descriptor, offset: int, op: _Op, retry: bool, *, stream_check: bool = True
+    ) -> Iterator[BlobStream]:
+        """Open the blob on one source; ``stream_check``: a mirror's whole blob is verified as it streams."""
         # identity: iter_raw hands us the wire bytes, which must be the blob's own bytes.
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        url = self._url(ref, "blobs", descriptor.digest)
+        url = self._url(op, ref, "blobs", descriptor.digest)
         with self._open("GET", url, op, headers=headers, retry=retry) as response:
             start = self._blob_start(response, descriptor, offset, op)
-            yield BlobStream(response, descriptor, start, op)
+            on_bad = None
+            if stream_check and op.mirror is not None and start == 0 and descriptor.digest.startswith("sha256:"):
+                on_bad = partial(self._mark_bad, op.mirror, descriptor.digest)
+            yield BlobStream(response, descriptor, start, op, on_bad)
 
     def fetch_blob_bytes(self, ref: Reference, descriptor: Descriptor, *, max_size: int = MAX_MANIFEST_SIZE) -> bytes:
         """Download a small blob into memory, verifying size and digest."""
@@ -415,18 +505,30 @@ class RegistryClient:
                 f"blob {descriptor.digest} declares {descriptor.size} bytes, over the {max_size}-byte "
                 "limit for in-memory blobs; refusing it"
             )
-        with self.open_blob(ref, descriptor) as stream:
-            data = b"".join(stream.chunks())
-        check_digest(data, descriptor.digest, f"blob {descriptor.digest} from {ref.name}")
-        return data
+
+        def fetch(op: _Op) -> bytes:
+            with self._open_blob(ref, descriptor, 0, op, True, stream_check=False) as stream:
+                data = b"".join(stream.chunks())
+            source = f"mirror {op.host}" if op.mirror else ref.name
+            check_digest(data, descriptor.digest, f"blob {descriptor.digest} from {source}")
+            return data
+
+        return self._read(ref, "GET", f"blob {descriptor.digest} in {ref.repository}", fetch, descriptor.digest)
 
     # -- manifests --------------------------------------------------------------------------
 
     def get_manifest(self, ref: Reference, accept: Sequence[str] = DEFAULT_MANIFEST_ACCEPT) -> FetchedManifest:
-        """Fetch a manifest by tag or digest, keeping its bytes exactly; digest verified."""
-        op = self._op(ref, "GET", f"manifest {ref.repository}:{ref.identifier}", "pull")
+        """Fetch a manifest by tag or digest, keeping its bytes exactly; digest verified.
+
+        Through a mirror, a tag resolves to whatever the mirror has cached for it: pin by digest
+        to trust no mirror with tags.
+        """
+        noun = f"manifest {ref.repository}:{ref.identifier}"
+        return self._read(ref, "GET", noun, partial(self._get_manifest, ref, accept), ref.digest)
+
+    def _get_manifest(self, ref: Reference, accept: Sequence[str], op: _Op) -> FetchedManifest:
         headers = {"Accept": ", ".join(accept)}
-        with self._open("GET", self._url(ref, "manifests", ref.identifier), op, headers=headers) as response:
+        with self._open("GET", self._url(op, ref, "manifests", ref.identifier), op, headers=headers) as response:
             if response.status_code != 200:
                 raise self._error(response, op)
             announced_type = _media_type(response.headers.get("content-type"))
@@ -457,11 +559,15 @@ class RegistryClient:
 
     def head_manifest(self, ref: Reference) -> Descriptor | None:
         """The manifest's descriptor (HEAD), or None if the tag or digest is unknown."""
-        op = self._op(ref, "HEAD", f"manifest {ref.repository}:{ref.identifier}", "pull")
+        noun = f"manifest {ref.repository}:{ref.identifier}"
+        try:
+            return self._read(ref, "HEAD", noun, partial(self._head_manifest, ref), ref.digest)
+        except NotFoundError:
+            return None
+
+    def _head_manifest(self, ref: Reference, op: _Op) -> Descriptor:
         headers = {"Accept": ", ".join(DEFAULT_MANIFEST_ACCEPT)}
-        with self._open("HEAD", self._url(ref, "manifests", ref.identifier), op, headers=headers) as response:
-            if response.status_code == 404:
-                return None
+        with self._open("HEAD", self._url(op, ref, "manifests", ref.identifier), op, headers=headers) as response:
             if response.status_code != 200:
                 raise self._error(response, op)
             digest = response.headers.get("docker-content-digest", "")
@@ -469,7 +575,7 @@ class RegistryClient:
             media_type = _media_type(response.headers.get("content-type"))
         if not (digest.startswith("sha256:") and length.isdigit() and media_type):
             # Not every registry answers HEAD fully: fall back to a (verified) GET.
-            fetched = self.get_manifest(ref)
+            fetched = self._get_manifest(ref, DEFAULT_MANIFEST_ACCEPT, replace(op, verb="GET"))
             return Descriptor(media_type=fetched.media_type, digest=fetched.digest, size=len(fetched.raw))
         if ref.digest and digest != ref.digest:
             raise DigestMismatchError(f"manifest {ref} from {op.host}: registry answered for digest {digest}")
@@ -486,7 +592,7 @@ class RegistryClient:
             raise DigestMismatchError(f"manifest for {ref}: its bytes have digest {digest}, not {ref.digest}")
         op = self._op(ref, "PUT", f"manifest {ref.repository}:{ref.identifier}", "pull", "push")
         headers = {"Content-Type": media_type, "Content-Length": str(len(raw))}
-        url = self._url(ref, "manifests", ref.identifier)
+        url = self._url(op, ref, "manifests", ref.identifier)
         with self._open("PUT", url, op, headers=headers, body=lambda: split_pieces((raw,), PIECE_SIZE)) as response:
             if response.status_code in (200, 201):
                 stored = response.headers.get("docker-content-digest", "")
@@ -508,7 +614,7 @@ class RegistryClient:
         if not ref.digest:
             raise UsageError(f"deleting needs a digest, got {ref}: resolve the tag first")
         op = self._op(ref, "DELETE", f"manifest {ref.repository}@{ref.digest}", "delete")
-        with self._open("DELETE", self._url(ref, "manifests", ref.digest), op) as response:
+        with self._open("DELETE", self._url(op, ref, "manifests", ref.digest), op) as response:
             if response.status_code in (200, 202):
                 return
             error = self._error(response, op)
@@ -523,10 +629,34 @@ class RegistryClient:
 
     # -- tags and referrers -----------------------------------------------------------------
 
+    def delete_tag(self, ref: Reference) -> None:
+        """Delete just the tag ``ref.tag`` (``DELETE /v2/<name>/manifests/<tag>``, spec 1.1).
+
+        Many registries delete manifests by digest only and refuse this: distribution 2.8.2
+        answers 400 DIGEST_INVALID, others 405 or UNSUPPORTED. The RegistryError raised then
+        keeps the registry's ``status`` and ``code`` so callers can offer the digest instead.
+        """
+        if not ref.tag:
+            raise UsageError(f"deleting a tag needs a tag, got {ref}")
+        op = self._op(ref, "DELETE", f"tag {ref.repository}:{ref.tag}", "delete")
+        with self._open("DELETE", self._url(op, ref, "manifests", ref.tag), op) as response:
+            if response.status_code in (200, 202):
+                return
+            error = self._error(response, op)
+        if response.status_code == 405 or error.code in ("UNSUPPORTED", "DIGEST_INVALID"):
+            raise RegistryError(
+                f"registry {op.host} cannot delete the tag {ref.tag} alone (it deletes manifests by digest only)",
+                status=response.status_code,
+                code=error.code,
+            )
+        raise error
+
     def list_tags(self, ref: Reference, *, page_size: int = 1000) -> list[str]:
         """All tags of the repository, sorted (registries may page and may not sort)."""
-        op = self._op(ref, "GET", f"tags of {ref.repository}", "pull")
-        url: httpx.URL | None = self._url(ref, "tags", "list").copy_merge_params({"n": page_size})
+        return self._read(ref, "GET", f"tags of {ref.repository}", partial(self._list_tags, ref, page_size))
+
+    def _list_tags(self, ref: Reference, page_size: int, op: _Op) -> list[str]:
+        url: httpx.URL | None = self._url(op, ref, "tags", "list").copy_merge_params({"n": page_size})
         tags: set[str] = set()
         for _ in range(_MAX_PAGES):
             if url is None:
@@ -546,10 +676,20 @@ class RegistryClient:
     def referrers(self, ref: Reference, subject_digest: str) -> list[Descriptor] | None:
         """Manifests whose subject is ``subject_digest``, or None if the referrers API is missing.
 
-        None tells the caller to use the ``sha256-<hex>`` fallback tag instead.
+        None tells the caller to use the ``sha256-<hex>`` fallback tag instead. A mirror without
+        the API counts as failing (the next source is asked); only the registry's answer is final.
         """
-        op = self._op(ref, "GET", f"referrers of {subject_digest} in {ref.repository}", "pull")
-        url: httpx.URL | None = self._url(ref, "referrers", subject_digest)
+
+        def ask(op: _Op) -> list[Descriptor] | None:
+            found = self._referrers(ref, subject_digest, op)
+            if found is None and op.mirror is not None:
+                raise NotFoundError(f"mirror {op.host} has no referrers API")
+            return found
+
+        return self._read(ref, "GET", f"referrers of {subject_digest} in {ref.repository}", ask)
+
+    def _referrers(self, ref: Reference, subject_digest: str, op: _Op) -> list[Descriptor] | None:
+        url: httpx.URL | None = self._url(op, ref, "referrers", subject_digest)
         found: list[Descriptor] = []
         for _ in range(_MAX_PAGES):
             if url is None:
@@ -568,7 +708,7 @@ class RegistryClient:
         """Check the registry answers and accepts our credentials (for ``login``)."""
         host = normalise_host(registry)
         api_host = DOCKER_HUB_API if host == DOCKER_HUB else host
-        op = _Op("GET", "the API root /v2/", api_host)
+        op = _Op("GET", "the API root /v2/", api_host, scheme=self.scheme)
         with self._open("GET", httpx.URL(f"{self.scheme}://{api_host}/v2/"), op) as response:
             if response.status_code == 200:
                 return
@@ -597,7 +737,7 @@ class RegistryClient:
         self, ref: Reference, descriptor: Descriptor, op: _Op, mount_from: str | None
     ) -> _UploadSession | None:
         """POST an upload session; None if the blob got mounted instead."""
-        url = self._url(ref, "blobs", "uploads", "")
+        url = self._url(op, ref, "blobs", "uploads", "")
         if mount_from:
             url = url.copy_merge_params({"mount": descriptor.digest, "from": mount_from})
         with self._open("POST", url, op, retry=False) as response:
@@ -705,7 +845,7 @@ class RegistryClient:
         code, detail = _error_detail(body)
         suffix = f": {detail}" if detail else ""
         if status == 401:
-            if not self._auth.has_credentials(host):
+            if not self._auth_for(op).has_credentials(host):
                 return AuthError(f"authentication required for {host}: run 'ocimodel login {host}'", status, code)
             if response.headers.get("www-authenticate", "").lower().startswith("basic"):
                 return AuthError(f"wrong username or password for {host}", status, code)
@@ -731,10 +871,73 @@ class RegistryClient:
 
     def _op(self, ref: Reference, verb: str, noun: str, *actions: str, scopes: Sequence[str] = ()) -> _Op:
         wanted = tuple(scopes) or (repository_scope(ref.repository, *actions),)
-        return _Op(verb, noun, ref.api_host, wanted)
+        return _Op(verb, noun, ref.api_host, wanted, self.scheme)
 
-    def _url(self, ref: Reference, *parts: str) -> httpx.URL:
-        return httpx.URL(f"{self.scheme}://{ref.api_host}/v2/{ref.repository}/" + "/".join(parts))
+    def _url(self, op: _Op, ref: Reference, *parts: str) -> httpx.URL:
+        """The URL of ``parts`` in ``ref``'s repository, on the registry or mirror ``op`` goes to."""
+        prefix = op.mirror.prefix if op.mirror else ""
+        url = httpx.URL(f"{op.scheme}://{op.host}{prefix}/v2/{ref.repository}/" + "/".join(parts))
+        # Like containerd: tell a mirror which registry is meant (Spegel, Dragonfly need it).
+        return url.copy_merge_params({"ns": ref.registry}) if op.mirror else url
+
+    # -- mirrors ----------------------------------------------------------------------------
+
+    def _read(
+        self, ref: Reference, verb: str, noun: str, call: Callable[[_Op], T], digest: str | None = None
+    ) -> T:
+        """``call(op)`` on each usable mirror of ``ref``'s registry in turn, then on the registry.
+
+        Any failure of a mirror is logged and the next source tried; the registry's own answer,
+        or error, is final. ``digest`` (of the content read) skips mirrors that served it wrong.
+        """
+        origin = self._op(ref, verb, noun, "pull")
+        mirrors = self.mirrors.get(registry_key(ref.registry), ())
+        for mirror in mirrors:
+            if not self._mirror_usable(mirror, digest):
+                continue
+            op = replace(origin, host=mirror.host, scheme=mirror.scheme, mirror=mirror)
+            try:
+                result = call(op)
+            except (OcimodelError, RetryableFailure) as exc:
+                self._mirror_failed(mirror, exc, op)
+                continue
+            logger.info("%s %s: served by mirror %s", verb, noun, mirror)
+            return result
+        result = call(origin)
+        if mirrors:
+            logger.info("%s %s: served by registry %s", verb, noun, origin.host)
+        return result
+
+    def _mirror_usable(self, mirror: Mirror, digest: str | None) -> bool:
+        with self._mirror_lock:
+            if digest and (mirror, digest) in self._mirror_bad:
+                return False
+            return self._mirror_down.get(mirror, 0.0) <= time.monotonic()
+
+    def _mirror_failed(self, mirror: Mirror, exc: Exception, op: _Op) -> None:
+        error = exc.error if isinstance(exc, RetryableFailure) else exc
+        if isinstance(error, IntegrityError):
+            logger.warning("mirror %s served bad content for %s (%s); using the next source", mirror, op.noun, error)
+            return
+        if isinstance(exc, RetryableFailure) or isinstance(error, NetworkError):
+            # Unreachable or failing (5xx, 429): skip it for a while instead of waiting on every read.
+            with self._mirror_lock:
+                self._mirror_down[mirror] = time.monotonic() + MIRROR_COOLDOWN
+        logger.info("mirror %s failed %s %s (%s); using the next source", mirror, op.verb, op.noun, error)
+
+    def _mark_bad(self, mirror: Mirror, digest: str) -> None:
+        logger.warning("mirror %s served blob %s with wrong content; using the next source", mirror, digest)
+        with self._mirror_lock:
+            self._mirror_bad.add((mirror, digest))
+
+    def _mirrored_badly(self, digest: str) -> bool:
+        with self._mirror_lock:
+            return any(bad == digest for _, bad in self._mirror_bad)
+
+    def _auth_for(self, op: _Op) -> Authenticator:
+        return self._mirror_auth if op.mirror else self._auth
+
+    # -- sending ----------------------------------------------------------------------------
 
     @contextmanager
     def _open(
@@ -751,7 +954,7 @@ class RegistryClient:
 
         Retryable failures (408/429/5xx, connection errors) are retried here when ``retry``;
         otherwise they propagate as RetryableFailure so the caller can restart a larger unit
-        (an upload restarts from its POST).
+        (an upload restarts from its POST). A mirror is never retried: the next source is.
         """
 
         def attempt() -> httpx.Response:
@@ -765,7 +968,7 @@ class RegistryClient:
                 raise RetryableFailure(NetworkError(str(error)), parse_retry_after(response.headers.get("retry-after")))
             return response
 
-        response = self.retry.run(attempt) if retry else attempt()
+        response = self.retry.run(attempt) if retry and op.mirror is None else attempt()
         try:
             yield response
         finally:
@@ -774,12 +977,13 @@ class RegistryClient:
     def _authorized(
         self, method: str, url: httpx.URL, op: _Op, headers: dict[str, str], body: BodyFactory | None
     ) -> httpx.Response:
-        sent = self._auth.authorization(op.host, op.scopes)
+        auth = self._auth_for(op)
+        sent = auth.authorization(op.host, op.scopes)
         response = self._follow(method, url, op, headers, body, sent)
         challenge = response.headers.get("www-authenticate")
         if response.status_code != 401 or not challenge:
             return response
-        retry_with = self._auth.on_challenge(op.host, challenge, op.scopes, sent)
+        retry_with = auth.on_challenge(op.host, challenge, op.scopes, sent)
         if retry_with is None:
             return response  # unread: _error reports its body
         response.close()
@@ -795,7 +999,7 @@ class RegistryClient:
         authorization: str | None,
     ) -> httpx.Response:
         """Send, following redirects; ``Authorization`` goes to the registry's own origin only."""
-        origin = (self.scheme, op.host)
+        origin = (op.scheme, op.host)
         for _ in range(_MAX_REDIRECTS + 1):
             hop_headers = dict(headers)
             if authorization and (url.scheme, url.netloc.decode("ascii")) == origin:

@@ -74,9 +74,24 @@ class CredentialStore:
     ``env`` defaults to ``os.environ`` and is read at each lookup, so tests can monkeypatch it.
     """
 
-    def __init__(self, config_path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config_path: str | Path | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        env_credentials: bool = True,
+    ) -> None:
         self._explicit_path = Path(config_path) if config_path is not None else None
         self._env = env
+        self._env_credentials = env_credentials
+
+    def config_only(self) -> "CredentialStore":
+        """The same store ignoring ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD`` (for mirrors).
+
+        Those variables name the credentials for the registry being used; a mirror must get only
+        what the docker config holds for the mirror's own host.
+        """
+        return CredentialStore(self._explicit_path, env=self._env, env_credentials=False)
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -91,7 +106,7 @@ class CredentialStore:
     def get(self, host: str) -> Credential | None:
         """Credentials for ``host`` (a registry name or API host), or None for anonymous."""
         user, password = self.env.get("OCIMODEL_USERNAME"), self.env.get("OCIMODEL_PASSWORD")
-        if user and password is not None:
+        if self._env_credentials and user and password is not None:
             return Credential(username=user, password=password)
         config = self._load()
         helper = self._helper_for(config, host)

@@ -13,14 +13,16 @@ are reported as safe by construction. Standard library only.
 
 from .policy import classify
 from .report import FileScan, GlobalRef, ScanReport, format_report
-from .scanner import scan_bytes, scan_file, scan_path, scan_stream
+from .scanner import HEAD_BYTES, header_length, scan_bytes, scan_file, scan_path, scan_stream
 
 __all__ = [
     "FileScan",
     "GlobalRef",
+    "HEAD_BYTES",
     "ScanReport",
     "classify",
     "format_report",
+    "header_length",
     "scan_bytes",
     "scan_file",
     "scan_path",

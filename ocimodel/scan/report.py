@@ -45,6 +45,9 @@ class FileScan:
     ``safe_by_construction``: a format that cannot carry code (safetensors, GGUF, ONNX, plain
     numpy, text), or a container holding only such members. ``error``: what could not be
     inspected (truncated, too large, unsupported compression...), ``None`` when all was read.
+    ``verified``: for a blob scanned from a registry, True when all its bytes were read and
+    matched its digest, False when only its header was read (a format judged from its header
+    alone, or a blob too large to inspect); ``None`` for local files.
     """
 
     path: str
@@ -53,6 +56,7 @@ class FileScan:
     globals: list[GlobalRef] = field(default_factory=list)
     dangerous: list[GlobalRef] = field(default_factory=list)
     error: str | None = None
+    verified: bool | None = None
 
     @property
     def unknown(self) -> list[GlobalRef]:
@@ -67,9 +71,13 @@ class FileScan:
 
 @dataclass
 class ScanReport:
-    """The scan of a path (file or directory) or of several blobs."""
+    """The scan of a path (file or directory) or of several blobs.
+
+    ``subject``: what was scanned (the path, or ``reference@digest`` of a remote model).
+    """
 
     files: list[FileScan] = field(default_factory=list)
+    subject: str | None = None
 
     @property
     def dangerous(self) -> bool:
@@ -83,6 +91,7 @@ class ScanReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "subject": self.subject,
             "dangerous": self.dangerous,
             "files": [f.to_dict() for f in self.files],
         }
@@ -93,20 +102,27 @@ def _where(scan: FileScan, ref: GlobalRef) -> str:
 
 
 def format_report(report: ScanReport) -> str:
-    """Human-readable text: one line per finding (file and global), then a summary line."""
+    """Human-readable text: one line per finding (file and global), one per file with no
+    finding (``SAFE`` format that cannot carry code, or ``OK``: only allow-listed globals),
+    then a summary line."""
     lines: list[str] = []
     for scan in report.files:
-        for ref in scan.globals:
-            if ref.verdict == "safe":
-                continue
+        found = [ref for ref in scan.globals if ref.verdict != "safe"]
+        for ref in found:
             lines.append(f"{_where(scan, ref)}: {ref.verdict.upper()} {ref.call} ({ref.reason})")
         if scan.error:
             lines.append(f"{scan.path}: ERROR {scan.error}")
+        elif scan.safe_by_construction:
+            lines.append(f"{scan.path}: SAFE {scan.format} (cannot carry code)")
+        elif not found:
+            lines.append(f"{scan.path}: OK {scan.format} ({len(scan.globals)} global(s), all allow-listed)")
     n_danger = sum(len(f.dangerous) for f in report.files)
     n_unknown = sum(len(f.unknown) for f in report.files)
+    n_safe = sum(1 for f in report.files if f.safe_by_construction)
     summary = (
         f"{len(report.files)} file(s) scanned: {n_danger} dangerous global(s), "
-        f"{n_unknown} unknown, {len(report.errors)} file(s) not fully inspected"
+        f"{n_unknown} unknown, {len(report.errors)} file(s) not fully inspected, "
+        f"{n_safe} safe by construction"
     )
     lines.append(("DANGEROUS: " if report.dangerous else "") + summary)
     return "\n".join(lines)

@@ -35,7 +35,7 @@ MAX_DEPTH = 4  # containers and compressed streams inside one another
 MAX_HEADER_BYTES = 100 << 20  # safetensors JSON header / npy header
 MAX_LINE = 64 << 20  # one text line of a protocol-0 pickle
 _CHUNK = 1 << 20
-_HEAD = 4096
+HEAD_BYTES = 4096  # what formats are told by (and what header_length needs at least)
 
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".sav", ".p", ".dat"}
 # Torch archive members that torch reads as raw bytes, never unpickles.
@@ -85,7 +85,7 @@ class _Bounded:
     def readable(self) -> bool:
         return True
 
-    def head(self, n: int = _HEAD) -> bytes:
+    def head(self, n: int = HEAD_BYTES) -> bytes:
         self.seek(0)
         data = self.read(n)
         self.seek(0)
@@ -405,6 +405,30 @@ def scan_stream(stream: IO[bytes], name: str) -> FileScan:
     start = stream.tell()
     size = stream.seek(0, 2) - start
     return _scan_top(stream, size, name, base=start)
+
+
+def header_length(head: bytes, name: str) -> int | None:
+    """How many leading bytes a scan reads of content starting with ``head`` (at least the
+    first 4096 bytes, or all of it if shorter) when its format is judged from a header alone:
+    safetensors, GGUF, numpy, ONNX. ``None`` when the whole content may be needed (pickles,
+    containers, compressed streams, text...).
+
+    When :func:`scan_bytes` of just that prefix comes back safe by construction and without
+    error, it is the scan of the whole content: a 10 GiB safetensors blob needs its header only.
+    """
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or head[257:262] == b"ustar" or _compression(head):
+        return None
+    if head[:4] == b"GGUF":
+        return 4
+    if head[:6] == b"\x93NUMPY" and len(head) >= 12:
+        start, fmt = (10, "<H") if head[6] == 1 else (12, "<I")
+        (length,) = struct.unpack(fmt, head[8:start])
+        return start + length if length <= MAX_HEADER_BYTES else None
+    if _is_safetensors(head):
+        return 8 + struct.unpack("<Q", head[:8])[0]
+    if PurePosixPath(name).suffix.lower() == ".onnx" and _looks_like_protobuf(head):
+        return len(head)
+    return None
 
 
 def scan_bytes(data: bytes, name: str = "<bytes>") -> FileScan:

@@ -1,0 +1,159 @@
+"""``ocimodel scan`` and the scan at ``push``, as a user runs them: real process, real registry.
+
+Malicious pickles are generated here with ``__reduce__`` -> ``os.system("touch MARKER")``; the
+marker proves nothing ever unpickles them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+from test_cli import run
+from test_safety import SYSTEM, evil_pickle, safetensors, torch_zip
+
+
+@pytest.fixture
+def cli_env(docker_config) -> dict[str, str]:
+    return {"OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config)}
+
+
+@pytest.fixture
+def evil_model(tmp_path: Path) -> Path:
+    root = tmp_path / "evil-model"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "evil.pkl").write_bytes(evil_pickle(tmp_path / "pwned"))
+    (root / "w.safetensors").write_bytes(safetensors())
+    (root / "config.json").write_text('{"hidden": 8}')
+    return root
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_scan_local_dir_with_malicious_pickle_exits_5_naming_file_and_call(evil_model, tmp_path):
+    out = run("scan", str(evil_model))
+    assert out.returncode == 5, out.stderr
+    assert f"sub/evil.pkl: DANGEROUS {SYSTEM}" in out.stdout
+    assert "w.safetensors: SAFE safetensors" in out.stdout and out.stdout.splitlines()[-1].startswith("DANGEROUS: ")
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"sub/evil.pkl imports {SYSTEM}" in lines[0]
+    assert "Traceback" not in out.stderr and not (tmp_path / "pwned").exists()
+
+    data = json.loads(run("scan", str(evil_model), "--json").stdout)
+    assert data["dangerous"] is True
+    assert {(f["path"], g["call"]) for f in data["files"] for g in f["dangerous"]} == {("sub/evil.pkl", SYSTEM)}
+
+
+def test_scan_safe_dir_exits_0_and_reports_safe_formats(tmp_path):
+    root = tmp_path / "safe"
+    root.mkdir()
+    (root / "model.safetensors").write_bytes(safetensors(1024))
+    (root / "tokenizer.json").write_text('{"vocab": {}}')
+    (root / "model.gguf").write_bytes(b"GGUF" + os.urandom(64))
+    out = run("scan", str(root))
+    assert out.returncode == 0, out.stderr
+    for line in ("model.safetensors: SAFE safetensors", "tokenizer.json: SAFE json", "model.gguf: SAFE gguf"):
+        assert line in out.stdout
+    assert "3 safe by construction" in out.stdout and out.stderr == ""
+    data = json.loads(run("scan", str(root / "model.safetensors"), "--json").stdout)
+    assert data["dangerous"] is False and data["files"][0]["safe_by_construction"] is True
+
+
+def test_scan_strict_fails_on_files_not_inspected(tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "broken.pkl").write_bytes(b"\x80\x04\x95garbage")
+    lenient = run("scan", str(root))
+    assert lenient.returncode == 0 and "warning: broken.pkl: not fully inspected" in lenient.stderr
+    strict = run("scan", str(root), env={"OCIMODEL_STRICT": "1"})
+    assert strict.returncode == 5 and "could not be inspected" in strict.stderr
+
+
+def test_scan_reference_exits_5_and_writes_nothing(registry, repo, evil_model, tmp_path, cli_env):
+    ref = f"{registry.host}/{repo}:1"
+    (evil_model / "ckpt.pt").write_bytes(torch_zip(evil_pickle(tmp_path / "pwned")))
+    assert run("push", str(evil_model), ref, "--no-git", "--no-scan", env=cli_env).returncode == 0
+    work, tmp, cache = (tmp_path / "cwd", tmp_path / "tmpdir", tmp_path / "cache")
+    for d in (work, tmp, cache):
+        d.mkdir()
+    env = {**cli_env, "TMPDIR": str(tmp), "OCIMODEL_CACHE_DIR": str(cache)}
+
+    out = _run_in(work, "scan", ref, env=env)
+
+    assert out.returncode == 5, out.stderr
+    assert f"sub/evil.pkl: DANGEROUS {SYSTEM}" in out.stdout
+    assert f"ckpt.pt:archive/data.pkl: DANGEROUS {SYSTEM}" in out.stdout
+    assert "w.safetensors: SAFE safetensors" in out.stdout
+    assert f"sub/evil.pkl imports {SYSTEM}" in out.stderr
+    assert (listing(work), listing(tmp), listing(cache)) == ([], [], [])
+    assert not (tmp_path / "pwned").exists()
+
+    data = json.loads(_run_in(work, "scan", ref, "--json", env=env).stdout)
+    assert data["subject"].startswith(f"{ref}@sha256:")
+    assert {f["path"]: f["verified"] for f in data["files"]}["sub/evil.pkl"] is True
+
+
+def _run_in(cwd: Path, *args: str, env: dict[str, str]):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "ocimodel", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, cwd=cwd, timeout=120)
+
+
+def test_push_warns_and_records_the_scan(registry, repo, evil_model, cli_env):
+    ref = f"{registry.host}/{repo}:1"
+    pushed = run("push", str(evil_model), ref, "--no-git", env=cli_env)
+    assert pushed.returncode == 0, pushed.stderr
+    warnings = [l for l in pushed.stderr.splitlines() if l.startswith("warning: ")]
+    assert len(warnings) == 1 and f"sub/evil.pkl imports {SYSTEM}" in warnings[0]
+
+    info = json.loads(run("inspect", ref, "--json", env=cli_env).stdout)
+    record = info["config"]["scan"]
+    assert record["dangerous"] is True
+    assert [(f["file"], f["call"]) for f in record["findings"]] == [("sub/evil.pkl", SYSTEM)]
+    formats = {f["path"]: (f["format"], f["safe"]) for f in record["files"]}
+    assert formats["w.safetensors"] == ("safetensors", True) and formats["sub/evil.pkl"] == ("pickle", False)
+
+
+def test_push_no_scan_records_nothing(registry, repo, evil_model, cli_env):
+    ref = f"{registry.host}/{repo}:1"
+    pushed = run("push", str(evil_model), ref, "--no-git", "--no-scan", env=cli_env)
+    assert pushed.returncode == 0 and "warning" not in pushed.stderr
+    assert "scan" not in json.loads(run("inspect", ref, "--json", env=cli_env).stdout)["config"]
+    both = run("push", str(evil_model), ref, "--no-scan", "--deny-unsafe", env=cli_env)
+    assert both.returncode == 2 and both.stderr.startswith("error: ")
+
+
+def test_push_deny_unsafe_refuses_and_uploads_nothing(registry, repo, evil_model, cli_env, tmp_path):
+    ref = f"{registry.host}/{repo}:1"
+    out = run("push", str(evil_model), ref, "--no-git", "--deny-unsafe", env=cli_env)
+    assert out.returncode == 5, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"sub/evil.pkl imports {SYSTEM}" in lines[0]
+    assert run("inspect", ref, env=cli_env).returncode == 4  # tag absent
+    import hashlib
+
+    for f in ("sub/evil.pkl", "w.safetensors"):
+        assert not registry.blob_path("sha256:" + hashlib.sha256((evil_model / f).read_bytes()).hexdigest()).exists()
+    assert not (tmp_path / "pwned").exists()
+
+    safe = run("push", str(evil_model / "w.safetensors"), ref, "--no-git", env={**cli_env, "OCIMODEL_DENY_UNSAFE": "1"})
+    assert safe.returncode == 0, safe.stderr
+
+
+def test_scan_unknown_target_is_a_usage_error(tmp_path):
+    out = run("scan", str(tmp_path / "nothing-here"))
+    assert out.returncode == 2 and "no such file or directory" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_scan_of_raw_pickle_file_and_joblib_style_names(tmp_path):
+    path = tmp_path / "model.joblib"
+    path.write_bytes(pickle.dumps({"coef": [0.5]}))
+    out = run("scan", str(path))
+    assert out.returncode == 0 and "model.joblib: OK" in out.stdout

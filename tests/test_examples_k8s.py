@@ -1,0 +1,218 @@
+"""examples/k8s is executed, not just shipped: the YAML must be valid Kubernetes objects, and
+the init container's own command, args and env (paths mapped to temp volumes, the registry
+address substituted) run against the real registry with credentials from a docker config
+written like the Secret and the policy from the ConfigMap."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ocimodel.api import Client
+from ocimodel.installed import STATE_NAME
+from ocimodel.provenance import sign
+from ocimodel.signing.policy import VerificationPolicy
+
+pytest_plugins = ["sigstore_fixtures"]
+
+K8S = Path(__file__).resolve().parent.parent / "examples" / "k8s"
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+RELEASE_WORKFLOW = "acme/churn/.github/workflows/release.yml@refs/heads/main"
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((K8S / name).read_text())
+
+
+# ------------------------------------------------------------------------- object validity
+
+
+def _require(obj: dict[str, Any], path: str) -> Any:
+    value: Any = obj
+    for key in path.split("."):
+        assert isinstance(value, dict) and key in value, f"missing {path}"
+        value = value[key]
+    return value
+
+
+def test_yaml_files_are_valid_kubernetes_objects():
+    deployment, secret, configmap = load("deployment.yaml"), load("secret-registry.yaml"), load("configmap-policy.yaml")
+    assert (deployment["apiVersion"], deployment["kind"]) == ("apps/v1", "Deployment")
+    assert (secret["apiVersion"], secret["kind"]) == ("v1", "Secret")
+    assert (configmap["apiVersion"], configmap["kind"]) == ("v1", "ConfigMap")
+    for obj in (deployment, secret, configmap):
+        assert _require(obj, "metadata.name")
+
+    spec = _require(deployment, "spec.template.spec")
+    labels = _require(deployment, "spec.template.metadata.labels")
+    assert _require(deployment, "spec.selector.matchLabels").items() <= labels.items()
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for container in spec["initContainers"] + spec["containers"]:
+        assert container["name"] and container["image"]
+        for mount in container.get("volumeMounts", []):
+            assert mount["name"] in volumes, f"{container['name']} mounts unknown volume {mount['name']}"
+            assert mount["mountPath"].startswith("/")
+        for env in container.get("env", []):
+            assert set(env) <= {"name", "value", "valueFrom"} and env["name"]
+            assert isinstance(env.get("value", ""), str), f"env {env['name']} must be a string"
+    assert "emptyDir" in volumes["model"]
+    assert volumes["policy"]["configMap"]["name"] == configmap["metadata"]["name"]
+    assert volumes["registry-credentials"]["secret"]["secretName"] == secret["metadata"]["name"]
+    # The serving container sees the model read-only and only through the atomic link.
+    server = spec["containers"][0]
+    assert all(m.get("readOnly") for m in server["volumeMounts"])
+    assert "/models/current" in " ".join(server["command"])
+
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    assert all("auth" in entry for entry in config["auths"].values())
+
+    policy = yaml.safe_load(configmap["data"]["policy.yaml"])
+    parsed = VerificationPolicy.from_mapping(policy)
+    parsed.validate()
+    assert parsed.has_certificate_rules
+
+
+# --------------------------------------------------------------------- the init container
+
+
+class InitContainer:
+    """Runs the Deployment's init container locally: same args and env, volumes as temp dirs."""
+
+    def __init__(self, tmp_path: Path, registry: Any, ref: str, extra_env: dict[str, str]) -> None:
+        spec = load("deployment.yaml")["spec"]["template"]["spec"]
+        self.container = spec["initContainers"][0]
+        self.volumes = {m["mountPath"]: tmp_path / "volumes" / m["name"] for m in self.container["volumeMounts"]}
+        for directory in self.volumes.values():
+            directory.mkdir(parents=True, exist_ok=True)
+        self.registry = registry
+        self.ref = ref
+        self.extra_env = extra_env
+        self.model = self.volume("/models")
+
+    def volume(self, mount_path: str) -> Path:
+        return self.volumes[mount_path]
+
+    def _map(self, value: str) -> str:
+        for mount, local in self.volumes.items():
+            if value == mount or value.startswith(mount + "/"):
+                return str(local) + value[len(mount):]
+        return value
+
+    def env(self) -> dict[str, str]:
+        env = {e["name"]: self._map(e["value"]) for e in self.container["env"]}
+        assert env["OCIMODEL_REF"].startswith("registry.example.com/")
+        env["OCIMODEL_REF"] = self.ref  # the registry address substituted
+        return {**os.environ, **env, **self.extra_env}
+
+    def run(self) -> tuple[int, list[dict[str, Any]], str]:
+        # The image's ENTRYPOINT is `ocimodel`; its args come from the Deployment.
+        done = subprocess.run([sys.executable, "-m", "ocimodel", *self.container["args"]], env=self.env(),
+                              capture_output=True, text=True, timeout=300)
+        log = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+        return done.returncode, log, done.stderr
+
+
+@pytest.fixture
+def cluster(tmp_path, tls_basic_registry, sigstore_standin, repo, monkeypatch):
+    """The Secret's docker config, the ConfigMap's policy, and a client to publish models."""
+    reg = tls_basic_registry
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "publisher"))
+    monkeypatch.setenv("OCIMODEL_USERNAME", reg.username)
+    monkeypatch.setenv("OCIMODEL_PASSWORD", reg.password)
+    ref = f"{reg.host}/{repo}:prod"
+    init = InitContainer(tmp_path, reg, ref, {
+        "OCIMODEL_CA_FILE": str(reg.ca_file),
+        "OCIMODEL_TRUSTED_ROOT": str(sigstore_standin.trusted_root_path),  # the stand-in, not production
+        "OCIMODEL_USERNAME": "", "OCIMODEL_PASSWORD": "",  # credentials only from the mounted Secret
+    })
+    secret_config = {"auths": {reg.host: {"auth": base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()}}}
+    (init.volume("/etc/ocimodel/docker") / "config.json").write_text(json.dumps(secret_config))
+    policy = load("configmap-policy.yaml")["data"]["policy.yaml"]
+    (init.volume("/etc/ocimodel/policy") / "policy.yaml").write_text(policy)
+    client = Client(ca_file=reg.ca_file)
+    yield init, client, sigstore_standin
+    client.close()
+
+
+def publish(client: Client, standin: Any, ref: str, tmp_path: Path, content: bytes, *, signed: bool = True) -> str:
+    model = tmp_path / f"model-{content[:4].hex()}"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(content)
+    (model / "config.json").write_text('{"threshold": 0.5}')
+    digest = client.push(model, ref, code=False).digest
+    if signed:
+        token = standin.mint_token(f"repo:acme/churn:ref:refs/heads/main", GITHUB_ISSUER,
+                                   **standin.github_claims("acme/churn", RELEASE_WORKFLOW))
+        sign(ref, identity_token=token, trust_config=standin.trust_config_path, registry=client.registry)
+    return digest
+
+
+def test_init_container_installs_skips_and_switches_versions(cluster, tmp_path):
+    init, client, standin = cluster
+    v1 = publish(client, standin, init.ref, tmp_path, b"v1-weights" * 1000)
+
+    code, log, stderr = init.run()
+    assert code == 0, stderr
+    steps = [entry["step"] for entry in log]
+    assert steps == ["resolved", "verified", "downloaded", "installed"]
+    assert all(entry["level"] == "info" and entry["time"] for entry in log)
+    current = init.model / "current"
+    assert os.readlink(current) == f"versions/{v1.split(':')[1]}"
+    assert (current / "weights.bin").read_bytes() == b"v1-weights" * 1000
+    state = json.loads((init.model / STATE_NAME).read_text())
+    assert state["digest"] == v1 and state["verification"]["verified"] is True
+    assert state["reference"] == init.ref and state["layout"] == "versioned"
+
+    # A pod restart: same digest already complete -> checked, nothing downloaded.
+    code, log, stderr = init.run()
+    assert code == 0, stderr
+    assert [entry["step"] for entry in log] == ["resolved", "verified", "up-to-date"]
+
+    # A corrupted file is noticed (size) and repaired.
+    (current / "weights.bin").write_bytes(b"short")
+    code, log, stderr = init.run()
+    assert code == 0 and "repairing" in [entry["step"] for entry in log]
+    assert (current / "weights.bin").read_bytes() == b"v1-weights" * 1000
+
+    # The tag moves to a new version: installed beside, then `current` switches atomically.
+    v2 = publish(client, standin, init.ref, tmp_path, b"v2-weights" * 2000)
+    code, log, stderr = init.run()
+    assert code == 0, stderr
+    assert os.readlink(current) == f"versions/{v2.split(':')[1]}"
+    assert (current / "weights.bin").read_bytes() == b"v2-weights" * 2000
+    versions = sorted(p.name for p in (init.model / "versions").iterdir())
+    assert versions == sorted([v1.split(":")[1], v2.split(":")[1]])  # the previous one is kept for open readers
+    # Nothing else in the volume: the versions, the link, and ocimodel's state.
+    assert sorted(p.name for p in init.model.iterdir()) == [STATE_NAME, "current", "versions"]
+
+
+def test_unsigned_model_never_reaches_the_volume(cluster, tmp_path):
+    init, client, standin = cluster
+    publish(client, standin, init.ref, tmp_path, b"unsigned" * 100, signed=False)
+    code, log, stderr = init.run()
+    assert code == 5, stderr  # ExitCode.VERIFICATION, documented in README
+    assert log[-1]["level"] == "error" and log[-1]["exitCode"] == 5 and "no signature" in log[-1]["message"]
+    assert list(init.model.iterdir()) == []  # the emptyDir stays empty
+
+
+def test_model_signed_by_another_workflow_is_refused(cluster, tmp_path):
+    init, client, standin = cluster
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"fork")
+    client.push(model, init.ref, code=False)
+    token = standin.mint_token("repo:evil/fork:ref:refs/heads/main", GITHUB_ISSUER,
+                               **standin.github_claims("evil/fork", "evil/fork/.github/workflows/release.yml@refs/heads/main"))
+    sign(init.ref, identity_token=token, trust_config=standin.trust_config_path, registry=client.registry)
+    code, log, stderr = init.run()
+    assert code == 5 and "wrong identity" in log[-1]["message"]
+    assert list(init.model.iterdir()) == []

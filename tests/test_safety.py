@@ -1,0 +1,281 @@
+"""Content policies (ocimodel.safety): SPDX allow-lists, refusing pickles that run code, the
+scan record stored at push, and scanning a model straight from the registry.
+
+Malicious pickles are generated here with ``__reduce__`` -> ``os.system``; nothing unpickles them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ocimodel.api import Client
+from ocimodel.config import ModelConfig
+from ocimodel.errors import DigestMismatchError, ExitCode, UsageError, VerificationError
+from ocimodel.safety import (
+    LicenseError,
+    UnsafeModelError,
+    check_blobs_safe,
+    check_config_scan,
+    check_license,
+    model_license,
+    scan_files,
+    scan_summary,
+)
+from ocimodel.scan import header_length, scan_bytes
+
+SYSTEM = f"{os.system.__module__}.system"  # os.system pickles as posix.system (nt.system)
+
+
+class Reduce:
+    """An object whose unpickling would call ``func(*args)``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def evil_pickle(marker: Path | None = None) -> bytes:
+    """Distinct bytes each call (the registry is shared: a blob must not be there already)."""
+    command = f"touch {marker}" if marker else "true"
+    return pickle.dumps({"nonce": os.urandom(8).hex(), "x": Reduce(os.system, command)})
+
+
+def torch_zip(payload: bytes) -> bytes:
+    """A PyTorch-style zip checkpoint whose ``archive/data.pkl`` is ``payload``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/version", "3\n")
+        z.writestr("archive/data/0", os.urandom(64))
+    return out.getvalue()
+
+
+def safetensors(data_bytes: int = 8) -> bytes:
+    header = json.dumps({"t": {"dtype": "U8", "shape": [data_bytes], "data_offsets": [0, data_bytes]}}).encode()
+    return struct.pack("<Q", len(header)) + header + os.urandom(data_bytes)
+
+
+@pytest.fixture
+def oc(registry, docker_config):
+    with Client(plain_http=True) as client:
+        yield client
+
+
+# -- licenses ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "license, allowed",
+    [
+        ("MIT", ["MIT"]),
+        ("mit", ["MIT"]),
+        ("MIT", ["apache-2.0", "mit"]),
+        ("Apache-2.0 OR MIT", ["MIT"]),
+        ("GPL-3.0-only OR (Apache-2.0 AND MIT)", ["mit", "Apache-2.0"]),
+        ("(MIT)", ["MIT"]),
+        ("MIT AND BSD-3-Clause", ["BSD-3-Clause", "MIT"]),
+        ("Apache-2.0 and MIT", ["Apache-2.0", "MIT"]),  # lowercase operators (SPDX 2.x accepted them)
+        ("GPL-2.0-only WITH Classpath-exception-2.0", ["gpl-2.0-only with classpath-exception-2.0"]),
+        ("MIT", ["Apache-2.0,MIT"]),  # comma-separated entries (one env var)
+        ("LicenseRef-acme-1", ["LicenseRef-Acme-1"]),
+        ("GPL-3.0", []),  # no allow-list: no policy
+        (None, []),
+    ],
+)
+def test_allowed_licenses(license, allowed):
+    check_license(license, allowed)
+
+
+@pytest.mark.parametrize(
+    "license, allowed, fragment",
+    [
+        ("GPL-3.0-only", ["MIT"], "GPL-3.0-only"),
+        ("MIT AND GPL-3.0-only", ["MIT"], "gpl-3.0-only not on the allow-list"),
+        ("GPL-3.0-only OR AGPL-3.0-only", ["MIT"], "agpl-3.0-only"),
+        ("GPL-2.0-only WITH Classpath-exception-2.0", ["GPL-2.0-only"], "with classpath-exception-2.0"),
+        ("MIT-0", ["MIT"], "MIT-0"),
+        (None, ["MIT"], "declares no license"),
+        ("  ", ["MIT"], "declares no license"),
+        ("MIT OR", ["MIT"], "not a valid SPDX expression"),
+        ("(MIT", ["MIT"], "not a valid SPDX expression"),
+        ("MIT)", ["MIT"], "not a valid SPDX expression"),
+        ("MIT Apache-2.0", ["MIT", "Apache-2.0"], "not a valid SPDX expression"),
+        ("MIT WITH", ["MIT"], "not a valid SPDX expression"),
+    ],
+)
+def test_refused_licenses(license, allowed, fragment):
+    with pytest.raises(LicenseError) as info:
+        check_license(license, allowed)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, VerificationError) and info.value.exit_code == ExitCode.VERIFICATION == 5
+
+
+@pytest.mark.parametrize("allowed", [[""], ["MIT OR Apache-2.0"], ["MIT,"]])
+def test_bad_allow_list_is_a_usage_error(allowed):
+    with pytest.raises(UsageError):
+        check_license("MIT", allowed)
+
+
+def test_model_license_falls_back_to_the_manifest_annotation():
+    annotations = {"org.opencontainers.image.licenses": "Apache-2.0"}
+    assert model_license(ModelConfig(name="m", license="MIT"), annotations) == "MIT"
+    assert model_license(ModelConfig(name="m"), annotations) == "Apache-2.0"
+    assert model_license(None, {}) is None
+
+
+# -- unsafe content ---------------------------------------------------------------------------
+
+
+def test_check_blobs_safe_names_file_and_call_and_executes_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    staged = tmp_path / "staging"
+    staged.mkdir()
+    (staged / "sha256-aaa").write_bytes(evil_pickle(marker))
+    (staged / "sha256-bbb").write_bytes(safetensors())
+    (staged / "sha256-ccc").write_bytes(torch_zip(evil_pickle(marker)))
+    items = [("model.pkl", staged / "sha256-aaa"), ("w.safetensors", staged / "sha256-bbb"),
+             ("copy.pkl", staged / "sha256-aaa"), ("ckpt.pt", staged / "sha256-ccc")]
+    with pytest.raises(UnsafeModelError) as info:
+        check_blobs_safe(items)
+    message = str(info.value)
+    assert f"model.pkl imports {SYSTEM}" in message and f"copy.pkl imports {SYSTEM}" in message
+    assert f"ckpt.pt:archive/data.pkl imports {SYSTEM}" in message
+    assert info.value.exit_code == 5 and not marker.exists()
+
+    report = check_blobs_safe([("w.safetensors", staged / "sha256-bbb")])
+    assert [(f.path, f.format, f.safe_by_construction) for f in report.files] == [("w.safetensors", "safetensors", True)]
+
+
+def test_strict_refuses_what_could_not_be_inspected(tmp_path):
+    (tmp_path / "broken.pkl").write_bytes(b"\x80\x04\x95garbage")
+    items = [("broken.pkl", tmp_path / "broken.pkl")]
+    assert check_blobs_safe(items).errors  # warned, not refused
+    with pytest.raises(UnsafeModelError, match="broken.pkl"):
+        check_blobs_safe(items, strict=True)
+
+
+def test_scan_summary_is_compact_sorted_and_deterministic(tmp_path):
+    (tmp_path / "b.pkl").write_bytes(evil_pickle())
+    (tmp_path / "a.safetensors").write_bytes(safetensors())
+    (tmp_path / "c.pt").write_bytes(torch_zip(evil_pickle()))
+    items = [(p.name, p) for p in (tmp_path / "c.pt", tmp_path / "b.pkl", tmp_path / "a.safetensors")]
+    summary = scan_summary(scan_files(items))
+    assert summary == scan_summary(scan_files(reversed(items)))
+    assert summary["dangerous"] is True and summary["scanner"]["name"] == "ocimodel"
+    assert [f["path"] for f in summary["files"]] == ["a.safetensors", "b.pkl", "c.pt"]
+    assert summary["files"][0] == {"path": "a.safetensors", "format": "safetensors", "safe": True,
+                                   "inspected": True, "unknown": 0}
+    assert [(f["file"], f["location"], f["call"]) for f in summary["findings"]] == [
+        ("b.pkl", "", SYSTEM), ("c.pt", "archive/data.pkl", SYSTEM)]
+    json.dumps(summary)  # JSON-ready as is
+
+
+def test_check_config_scan_refuses_a_recorded_finding_and_trusts_no_clean_record():
+    record = {"dangerous": True, "findings": [{"file": "evil.pkl", "call": SYSTEM}]}
+    with pytest.raises(UnsafeModelError, match=f"evil.pkl imports {SYSTEM}"):
+        check_config_scan(ModelConfig(name="m", scan=record))
+    with pytest.raises(UnsafeModelError):
+        check_config_scan(ModelConfig(name="m", scan={"dangerous": True, "findings": "garbage"}))
+    for config in (None, ModelConfig(name="m"), ModelConfig(name="m", scan={"dangerous": False})):
+        check_config_scan(config)
+
+
+# -- header_length: what a remote scan may skip -----------------------------------------------
+
+
+def test_header_length_covers_exactly_what_the_scan_reads():
+    blob = safetensors(1 << 20)
+    n = header_length(blob[:4096], "w.safetensors")
+    assert n is not None and n < len(blob)
+    assert scan_bytes(blob[:n], "w.safetensors").safe_by_construction
+    assert header_length(b"GGUF" + os.urandom(100), "m.gguf") == 4
+    assert header_length(evil_pickle(), "m.pkl") is None
+    assert header_length(torch_zip(b"x"), "m.safetensors") is None
+    assert header_length(b"\x1f\x8b" + os.urandom(100), "m.safetensors") is None
+
+
+# -- push records the scan; Client.scan of a reference ---------------------------------------
+
+
+def test_push_records_scan_and_stays_reproducible(oc, registry, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "evil.pkl").write_bytes(evil_pickle())
+    (model / "w.safetensors").write_bytes(safetensors())
+    seen = []
+    a = oc.push(model, f"{registry.host}/{repo}:a", version="1", code=False, on_scan=seen.append)
+    b = oc.push(model, f"{registry.host}/{repo}:b", version="1", code=False)
+    assert a.digest == b.digest
+    assert len(seen) == 1 and seen[0].dangerous
+    record = oc.inspect(f"{registry.host}/{repo}:a").config.scan
+    assert record["dangerous"] is True
+    assert [(f["file"], f["call"]) for f in record["findings"]] == [("evil.pkl", SYSTEM)]
+    assert oc.push(model, f"{registry.host}/{repo}:c", scan=False).config.scan is None
+
+
+def test_push_deny_unsafe_uploads_nothing(oc, registry, repo, tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "evil.pkl").write_bytes(evil_pickle())
+    with pytest.raises(UnsafeModelError, match="evil.pkl"):
+        oc.push(model, f"{registry.host}/{repo}:1", deny_unsafe=True)
+    digest = "sha256:" + hashlib.sha256((model / "evil.pkl").read_bytes()).hexdigest()
+    assert not registry.blob_path(digest).exists()
+    with pytest.raises(UsageError):
+        oc.push(model, f"{registry.host}/{repo}:1", deny_unsafe=True, scan=False)
+
+
+def test_scan_reference_verifies_what_it_reads_and_skips_what_it_need_not(oc, registry, repo, tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "big.safetensors").write_bytes(safetensors(3 << 20))
+    (model / "small.pkl").write_bytes(pickle.dumps({"a": [1, 2]}))
+    (model / "big.pkl").write_bytes(pickle.dumps(os.urandom(2 << 20)))
+    (model / "ckpt.pt").write_bytes(torch_zip(evil_pickle()))
+    (model / "same.pt").write_bytes((model / "ckpt.pt").read_bytes())
+    ref = f"{registry.host}/{repo}:1"
+    pushed = oc.push(model, ref, scan=False)
+
+    report = oc.scan(ref, max_blob_bytes=1 << 20)
+
+    assert report.subject == f"{ref}@{pushed.digest}"
+    by = {f.path: f for f in report.files}
+    assert sorted(by) == ["big.pkl", "big.safetensors", "ckpt.pt", "same.pt", "small.pkl"]
+    big = by["big.safetensors"]
+    assert (big.format, big.safe_by_construction, big.error, big.verified) == ("safetensors", True, None, False)
+    assert (by["small.pkl"].format, by["small.pkl"].verified, by["small.pkl"].dangerous) == ("pickle", True, [])
+    assert "not inspected" in by["big.pkl"].error and by["big.pkl"].verified is False
+    assert report.dangerous and by["ckpt.pt"].verified is True
+    assert {(g.location, g.call) for g in by["ckpt.pt"].dangerous} == {("archive/data.pkl", SYSTEM)}
+    assert by["same.pt"].dangerous == by["ckpt.pt"].dangerous
+
+
+def test_scan_reference_refuses_a_tampered_blob(oc, registry, repo, tmp_path):
+    src = tmp_path / "model.pkl"
+    src.write_bytes(pickle.dumps(list(range(2000))))
+    ref = f"{registry.host}/{repo}:1"
+    layer = oc.push(src, ref).files[0]
+    registry.blob_path(layer.digest).write_bytes(b"\x80" * layer.size)
+    with pytest.raises(DigestMismatchError):
+        oc.scan(ref)
+
+
+def test_scan_local_path_wins_and_bad_target_is_a_usage_error(oc, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil.pkl").write_bytes(evil_pickle())
+    report = oc.scan("evil.pkl")
+    assert report.dangerous and report.subject == "evil.pkl" and report.files[0].verified is None
+    with pytest.raises(UsageError, match="no such file or directory"):
+        oc.scan("./missing-model")
