@@ -367,6 +367,8 @@ class Client:
         layout: str = "flat",
         reverify: bool = False,
         events: PullEvents | None = None,
+        deny_unsafe: bool = False,
+        allow_licenses: Sequence[str] = (),
     ) -> PullResult:
         """Pull the model at ``ref`` into the directory ``dest``, every byte verified.
 
@@ -380,7 +382,8 @@ class Client:
         ``dest/.ocimodel-state.json`` says this digest is already installed and its files
         are intact (sizes; sha256 too with ``reverify``), nothing is downloaded.
         ``events(step, fields)`` is told each step (resolved, verified, up-to-date,
-        downloaded, installed).
+        downloaded, installed). ``allow_licenses`` refuses a model whose SPDX license is not
+        allowed, and ``deny_unsafe`` one whose pickles can run code, before anything is written.
         """
         if layout not in installed.LAYOUTS:
             raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(installed.LAYOUTS)}")
@@ -390,6 +393,9 @@ class Client:
         model = resolve(self.registry, reference, allow_any_type=allow_any_type)
         emit("resolved", {"reference": str(reference), "digest": model.digest})
         planned = plan_files(model, include)
+        safety.check_model_license(model, allow_licenses)
+        if deny_unsafe:
+            safety.check_config_scan(model.config)
         verification: dict[str, Any] | None = None
         if policy is not None:
             signers = require_signature(self.registry, model.reference, policy)
@@ -413,6 +419,8 @@ class Client:
             if previous and (previous.digest, previous.layout, previous.include) == (model.digest, layout, tuple(include)):
                 problem = installed.problem_with(root, files, reverify=reverify)
                 if problem is None and (layout == "flat" or installed.current_digest_hex(dest) == root.name):
+                    if deny_unsafe:
+                        safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files])
                     emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
                     return replace(result, skipped=True)
                 emit("repairing", {"digest": model.digest, "reason": problem or "current link points elsewhere"})
@@ -420,6 +428,7 @@ class Client:
             download_into(
                 self.registry, model, root, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
                 lock=not flat, dest_existed=existed if flat else None,
+                before_commit=safety.check_blobs_safe if deny_unsafe else None,
             )
             emit("downloaded", {"digest": model.digest, "files": len(planned), "bytes": sum(f.size for f in files)})
             if not flat:

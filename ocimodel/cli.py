@@ -297,6 +297,8 @@ def pull(
     allow_any_type: Annotated[bool, typer.Option("--allow-any-type", envvar=_env("allow-any-type"), help="Pull artifacts of any type as plain files.")] = False,
     layout: Annotated[str, typer.Option("--layout", envvar=_env("layout"), help="flat: files in DEST; versioned: DEST/versions/<digest> + atomic DEST/current symlink.")] = "flat",
     reverify: Annotated[bool, typer.Option("--reverify", envvar=_env("reverify"), help="When already installed, re-hash every file instead of checking sizes.")] = False,
+    deny_unsafe: Annotated[bool, typer.Option("--deny-unsafe", envvar=_env("deny-unsafe"), help="Refuse (exit 5, nothing written) a model whose pickles can run code when loaded.")] = False,
+    allow_license: Annotated[Optional[List[str]], typer.Option("--allow-license", envvar=_env("allow-license"), help="SPDX license id the model may have, repeatable; any other is refused (exit 5).")] = None,
     log_format: Annotated[str, typer.Option("--log-format", envvar=_env("log-format"), help="text or json (one object per step, for log collectors).")] = "text",
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob downloads.")] = 2,
     cache_dir: CacheDir = None,
@@ -321,7 +323,8 @@ def pull(
     try:
         with _client(plain_http, insecure, ca_file, **caching) as client, _observer(json_out or log.json) as observer:
             result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer,
-                                 policy=policy, layout=layout, reverify=reverify, events=log)
+                                 policy=policy, layout=layout, reverify=reverify, events=log,
+                                 deny_unsafe=deny_unsafe, allow_licenses=allow_license or [])
     except OcimodelError as exc:
         if log.json:
             log.failed(str(exc), exc.exit_code)

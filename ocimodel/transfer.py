@@ -415,12 +415,15 @@ def download_into(
     cache: BlobCache | None = None,
     lock: bool = True,
     dest_existed: bool | None = None,
+    before_commit: Callable[[list[tuple[str, Path]]], object] | None = None,
 ) -> None:
     """Download, verify, then move every planned file into ``dest``; all or nothing.
 
     ``lock=False`` when the caller already holds ``DestinationLock(dest)`` (flock is per open
     file: taking it twice in one process would wait forever); ``dest_existed`` then says
     whether DEST existed before the caller's lock created it (it is removed on failure if not).
+    ``before_commit(files)`` sees every verified file (title, staged path) before any is moved
+    into DEST, and may refuse them all by raising (e.g. ``--deny-unsafe``).
 
     One pull per DEST at a time (``DEST/.ocimodel.lock``). Blobs already in ``cache`` are copied
     from it (re-verified); the others are downloaded into resumable partials, then added to the
@@ -433,6 +436,8 @@ def download_into(
         workspace = Workspace(dest)
         try:
             _pull_blobs(client, model, workspace, planned, observer, concurrency, cache)
+            if before_commit is not None:
+                before_commit([(item.title, workspace.staged(item.layer.digest)) for item in planned])
             _move_into_place(workspace.staging, dest, planned)
         except IntegrityError:
             # The artifact itself is bad: nothing of it is worth resuming, not even the blobs

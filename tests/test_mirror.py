@@ -7,7 +7,6 @@ blobs in its own storage directory, which lets a test tamper with what the mirro
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import uuid
 from pathlib import Path
