@@ -613,18 +613,22 @@ class RegistryClient:
         """Delete a manifest by digest (tags pointing at it go too)."""
         if not ref.digest:
             raise UsageError(f"deleting needs a digest, got {ref}: resolve the tag first")
-        op = self._op(ref, "DELETE", f"manifest {ref.repository}@{ref.digest}", "delete")
-        with self._open("DELETE", self._url(op, ref, "manifests", ref.digest), op) as response:
+        refused = (
+            f"registry {ref.api_host} has deletion disabled, so {ref} stays; ask its operator to enable it "
+            "(distribution: storage.delete.enabled: true)"
+        )
+        self._delete(ref, ref.digest, f"manifest {ref.repository}@{ref.digest}", ("UNSUPPORTED",), refused)
+
+    def _delete(self, ref: Reference, identifier: str, noun: str, refusals: tuple[str, ...], refused: str) -> None:
+        """DELETE ``manifests/<identifier>``; a 405 or an error code in ``refusals`` raises
+        RegistryError(``refused``) keeping the registry's status and code."""
+        op = self._op(ref, "DELETE", noun, "delete")
+        with self._open("DELETE", self._url(op, ref, "manifests", identifier), op) as response:
             if response.status_code in (200, 202):
                 return
             error = self._error(response, op)
-        if response.status_code == 405 or error.code == "UNSUPPORTED":
-            raise RegistryError(
-                f"registry {op.host} has deletion disabled, so {ref} stays; ask its operator to enable it "
-                "(distribution: storage.delete.enabled: true)",
-                status=response.status_code,
-                code=error.code,
-            )
+        if response.status_code == 405 or error.code in refusals:
+            raise RegistryError(refused, status=response.status_code, code=error.code)
         raise error
 
     # -- tags and referrers -----------------------------------------------------------------
@@ -638,18 +642,8 @@ class RegistryClient:
         """
         if not ref.tag:
             raise UsageError(f"deleting a tag needs a tag, got {ref}")
-        op = self._op(ref, "DELETE", f"tag {ref.repository}:{ref.tag}", "delete")
-        with self._open("DELETE", self._url(op, ref, "manifests", ref.tag), op) as response:
-            if response.status_code in (200, 202):
-                return
-            error = self._error(response, op)
-        if response.status_code == 405 or error.code in ("UNSUPPORTED", "DIGEST_INVALID"):
-            raise RegistryError(
-                f"registry {op.host} cannot delete the tag {ref.tag} alone (it deletes manifests by digest only)",
-                status=response.status_code,
-                code=error.code,
-            )
-        raise error
+        refused = f"registry {ref.api_host} cannot delete the tag {ref.tag} alone (it deletes manifests by digest only)"
+        self._delete(ref, ref.tag, f"tag {ref.repository}:{ref.tag}", ("UNSUPPORTED", "DIGEST_INVALID"), refused)
 
     def list_tags(self, ref: Reference, *, page_size: int = 1000) -> list[str]:
         """All tags of the repository, sorted (registries may page and may not sort)."""

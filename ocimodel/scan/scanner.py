@@ -34,6 +34,7 @@ MAX_MEMBERS = 10_000  # members inspected per archive
 MAX_DEPTH = 4  # containers and compressed streams inside one another
 MAX_HEADER_BYTES = 100 << 20  # safetensors JSON header / npy header
 MAX_LINE = 64 << 20  # one text line of a protocol-0 pickle
+SKIP_READS_OVER = 8 << 20  # reads larger than this (pickle payloads) are stepped over, not read
 _CHUNK = 1 << 20
 HEAD_BYTES = 4096  # what formats are told by (and what header_length needs at least)
 
@@ -42,6 +43,20 @@ _PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib"
 _TORCH_RAW_DIRS = ("data/", ".data/")
 _LEGACY_TORCH_INTERLEAVED = {"storages", "tensors"}  # legacy tar: pickles between raw bytes
 _PICKLE_OPCODES = frozenset(b"(]})cINFSVLKJGUTXpghqjeaisdbtlo.0120\x80\x8c\x95")
+
+
+class _Skipped:
+    """Stands for ``n`` bytes stepped over: it has their length and nothing else.
+
+    Used as a bytes payload it is pushed like one; anything that needs its content (a
+    string decode, a module name) fails, and the walk reports that rather than guess.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class _Bounded:
@@ -57,6 +72,12 @@ class _Bounded:
 
     def read(self, n: int | None = -1) -> bytes:
         n = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
+        if n > SKIP_READS_OVER and self.raw.seekable():
+            # A pickle's bulk payload (BINBYTES8 of a tensor or array): the walk needs its
+            # length, never its bytes, so step over it instead of holding GiBs in memory.
+            self.pos += n
+            self.raw.seek(self.base + self.pos)
+            return _Skipped(n)  # type: ignore[return-value]
         self._check(self.pos + n)
         data = self.raw.read(n) if n > 0 else b""
         self.pos += len(data)
