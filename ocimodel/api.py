@@ -224,11 +224,16 @@ class Client:
         concurrency: int = DEFAULT_CONCURRENCY,
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
+        mirrors: Mapping[str, Sequence[str]] | None = None,
         registry: RegistryClient | None = None,
     ) -> None:
         """``cache_dir`` holds the blob and digest caches (default: ``OCIMODEL_CACHE_DIR``,
-        else the user cache dir); ``use_cache=False`` neither reads nor fills them."""
-        self.registry = registry or RegistryClient(plain_http=plain_http, insecure=insecure, ca_file=ca_file)
+        else the user cache dir); ``use_cache=False`` neither reads nor fills them.
+        ``mirrors`` maps a registry to pull-through caches tried first for reads (see
+        :mod:`ocimodel.registry.mirrors`); writes always go to the registry itself."""
+        self.registry = registry or RegistryClient(
+            plain_http=plain_http, insecure=insecure, ca_file=ca_file, mirrors=mirrors
+        )
         self.concurrency = max(1, concurrency)
         self._cache_dir = cache_dir
         self._use_cache = use_cache
@@ -596,6 +601,7 @@ def _with_client(options: dict[str, Any]) -> Client:
         concurrency=options.pop("concurrency", DEFAULT_CONCURRENCY),
         cache_dir=options.pop("cache_dir", None),
         use_cache=options.pop("use_cache", True),
+        mirrors=options.pop("mirrors", None),
     )
 
 

@@ -38,6 +38,7 @@ def _env(option: str) -> str:
 PlainHttp = Annotated[bool, typer.Option("--plain-http", envvar=_env("plain-http"), help="Use http:// instead of https://.")]
 Insecure = Annotated[bool, typer.Option("--insecure", envvar=_env("insecure"), help="Do not verify the registry's TLS certificate.")]
 CaFile = Annotated[Optional[Path], typer.Option("--ca-file", envvar=_env("ca-file"), help="CA bundle to verify the registry's TLS certificate.")]
+Mirrors = Annotated[Optional[List[str]], typer.Option("--mirror", metavar="REGISTRY=URL", envvar=_env("mirror"), help="Read through this pull-through mirror of REGISTRY first (falls back to REGISTRY; digests still verified). Repeatable; OCIMODEL_MIRROR may list several, separated by spaces or commas.")]
 CacheDir = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", envvar=_env("cache-dir"), help="Blob and digest cache directory (default: the user cache dir).")]
 NoCache = Annotated[bool, typer.Option("--no-cache", envvar=_env("no-cache"), help="Neither read nor fill the local caches.")]
 JsonOut = Annotated[bool, typer.Option("--json", envvar=_env("json"), help="Print machine-readable JSON on stdout.")]
@@ -124,10 +125,12 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _client(plain_http: bool, insecure: bool, ca_file: Path | None, **options: Any) -> Any:
+def _client(plain_http: bool, insecure: bool, ca_file: Path | None, mirror: list[str] | None = None, **options: Any) -> Any:
     from .api import Client
+    from .registry.mirrors import parse_mirrors
 
-    return Client(plain_http=plain_http, insecure=insecure, ca_file=ca_file, **options)
+    mirrors = parse_mirrors(mirror or [])
+    return Client(plain_http=plain_http, insecure=insecure, ca_file=ca_file, mirrors=mirrors or None, **options)
 
 
 def _observer(json_out: bool) -> Any:
@@ -145,8 +148,8 @@ def _print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True))
 
 
-def _run(connection: tuple[bool, bool, Path | None], json_out: bool, call: Callable[[Any], Any]) -> Any:
-    """``call(client)`` on a client for ``connection`` (plain_http, insecure, ca_file).
+def _run(connection: tuple[Any, ...], json_out: bool, call: Callable[[Any], Any]) -> Any:
+    """``call(client)`` on a client for ``connection`` (plain_http, insecure, ca_file[, mirror]).
 
     With ``json_out`` the result is printed as JSON and None returned; else it is returned.
     """
@@ -303,6 +306,7 @@ def pull(
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob downloads.")] = 2,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
+    mirror: Mirrors = None,
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_file: CaFile = None,
@@ -321,7 +325,7 @@ def pull(
     log = StepLogger(log_format)
     caching = {"concurrency": concurrency, "cache_dir": cache_dir, "use_cache": not no_cache}
     try:
-        with _client(plain_http, insecure, ca_file, **caching) as client, _observer(json_out or log.json) as observer:
+        with _client(plain_http, insecure, ca_file, mirror, **caching) as client, _observer(json_out or log.json) as observer:
             result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer,
                                  policy=policy, layout=layout, reverify=reverify, events=log,
                                  deny_unsafe=deny_unsafe, allow_licenses=allow_license or [])
@@ -343,10 +347,11 @@ def inspect(
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_file: CaFile = None,
+    mirror: Mirrors = None,
     json_out: JsonOut = False,
 ) -> None:
     """Show a model's digest, type, metadata, lineage, files and (unverified) signatures."""
-    result = _run((plain_http, insecure, ca_file), json_out, lambda client: client.inspect(ref))
+    result = _run((plain_http, insecure, ca_file, mirror), json_out, lambda client: client.inspect(ref))
     if result is not None:
         from .render import render_inspect
 
@@ -421,12 +426,13 @@ def verify(
     plain_http: PlainHttp = False,
     insecure: Insecure = False,
     ca_file: CaFile = None,
+    mirror: Mirrors = None,
     json_out: JsonOut = False,
     policy: Any = None,
 ) -> None:
     """Verify that a model is signed as the policy demands (exit 5 if not)."""
     required = _require_policy(policy)
-    result = _run((plain_http, insecure, ca_file), json_out, lambda client: client.verify(ref, required))
+    result = _run((plain_http, insecure, ca_file, mirror), json_out, lambda client: client.verify(ref, required))
     if result is not None:
         _print_verified(result.digest, result.signatures)
 

@@ -7,6 +7,7 @@ blobs in its own storage directory, which lets a test tamper with what the mirro
 from __future__ import annotations
 
 import base64
+import os
 import logging
 import uuid
 from pathlib import Path
@@ -307,3 +308,24 @@ def test_client_checks_its_mirrors(docker_config: Path) -> None:
         RegistryClient(mirrors={"https://ghcr.io": ["https://m.local"]})
     with pytest.raises(UsageError, match="a list of URLs"):
         RegistryClient(mirrors={"ghcr.io": "https://m.local"})  # type: ignore[dict-item]
+
+
+def test_cli_pull_through_mirror_env(registry, proxy_registry, repo, tmp_path, docker_config):
+    """`OCIMODEL_MIRROR` (as an init container would set it) routes the CLI's reads."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(50_000))
+    with Client(plain_http=True) as client:
+        pushed = client.push(src, f"{registry.host}/{repo}:1", code=False)
+    env = {**os.environ, "OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config),
+           "OCIMODEL_MIRROR": f"{registry.host}=http://{proxy_registry.host}"}
+    out = subprocess.run([sys.executable, "-m", "ocimodel", "pull", f"{registry.host}/{repo}@{pushed.digest}",
+                          str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "out" / "w.bin").read_bytes() == src.read_bytes()
+    assert proxy_registry.blob_path(pushed.files[0].digest).exists()  # the mirror served (and cached) it
+    bad = subprocess.run([sys.executable, "-m", "ocimodel", "pull", f"{registry.host}/{repo}:1", str(tmp_path / "x")],
+                         env={**env, "OCIMODEL_MIRROR": "not-a-mirror"}, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and not (tmp_path / "x").exists()
