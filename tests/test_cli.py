@@ -126,3 +126,14 @@ def test_login_tls_basic_then_push_pull_logout(tls_basic_registry, repo, tmp_pat
     assert out.returncode == 0
     denied = run("pull", ref, str(tmp_path / "z"), env=env)
     assert denied.returncode == 3 and "ocimodel login" in denied.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_nothing_heavy(flag):
+    """Start-up stays fast (measured ~0.1 s) because these paths import no HTTP, Sigstore,
+    rich or cryptography code: checked by what is imported, not by a timer."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "ocimodel", flag], capture_output=True, text=True)
+    assert out.returncode == 0
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    heavy = {"httpx", "sigstore", "rich", "cryptography", "ocimodel.api", "ocimodel.registry.client"}
+    assert not heavy & imported, heavy & imported
