@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from . import __version__
 from .errors import DigestMismatchError, UsageError, VerificationError
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 #: Largest blob :func:`scan_model` reads into memory to scan. Larger blobs are judged from
 #: their header when their format allows it (safetensors, GGUF, ONNX, numpy), else reported
 #: as not inspected: pull them, then scan the directory.
-MAX_BLOB_SCAN_BYTES = 1 << 30
+MAX_BLOB_SCAN_BYTES = 64 << 30  # bounded by temp disk, not memory (see _scan_blob)
+_SPOOL_IN_MEMORY = 32 << 20
 _SHOWN = 5  # findings named in one refusal message
 
 
@@ -121,7 +123,7 @@ class _Chunks:
         self.hash.update(data)
         return data
 
-    def read_into(self, out: io.BytesIO) -> None:
+    def read_into(self, out: IO[bytes]) -> None:
         """Everything left, appended to ``out``."""
         for chunk in (self._pending, *self._chunks):
             self.hash.update(chunk)
@@ -145,19 +147,23 @@ def _scan_blob(registry: RegistryClient, ref: Reference, layer: Descriptor, titl
         if layer.size > limit:
             return FileScan(
                 title, "unknown", verified=False,
-                error=f"{layer.size} bytes, over the {limit >> 20} MiB limit for scanning a blob in memory: "
+                error=f"{layer.size} bytes, over the {limit >> 20} MiB scan limit: "
                 "not inspected (pull it, then scan the directory)",
             )
-        data = io.BytesIO()
-        data.write(head)
-        reader.read_into(data)
-    actual = "sha256:" + reader.hash.hexdigest()
-    if actual != layer.digest:
-        raise DigestMismatchError(
-            f"blob {layer.digest[:19]} ({title}): digest mismatch (expected {layer.digest}, got {actual}); refusing it"
-        )
-    data.seek(0)
-    scan = scan_stream(data, title)
+        # Small blobs stay in memory; big ones go to an anonymous temp file (gone when closed)
+        # that the scanner can seek over (it steps over bulk payloads), so memory stays flat.
+        spool: IO[bytes] = io.BytesIO() if layer.size <= _SPOOL_IN_MEMORY else tempfile.TemporaryFile()
+        with spool as data:
+            data.write(head)
+            reader.read_into(data)
+            actual = "sha256:" + reader.hash.hexdigest()
+            if actual != layer.digest:
+                raise DigestMismatchError(
+                    f"blob {layer.digest[:19]} ({title}): digest mismatch (expected {layer.digest}, got {actual}); "
+                    "refusing it"
+                )
+            data.seek(0)
+            scan = scan_stream(data, title)
     scan.verified = True
     return scan
 
