@@ -15,16 +15,28 @@ SIZE = 2 * 1024**3 + 12345  # multi-GiB, not a multiple of any chunk size
 LIMIT_KIB = 150 * 1024
 
 
+# The child is forked from this tiny launcher, not from pytest: a forked child's peak RSS
+# starts at its parent's size (the pages it shares before exec count), and pytest after a
+# few hundred tests is itself hundreds of MiB.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write(f"\\nPEAK_RSS_KIB={usage.ru_maxrss}\\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_with_rusage(args: list[str], env: dict[str, str]) -> tuple[int, str, str, int]:
-    """Run ``python -m ocimodel ARGS``; return exit code, stdout, stderr and peak RSS (KiB)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ocimodel", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    """Run ``python -m ocimodel ARGS``; return exit code, stdout, stderr and its peak RSS (KiB)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "ocimodel", *args],
+        capture_output=True, text=True, env=env, timeout=600,
     )
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out, err, usage.ru_maxrss
+    head, _, tail = done.stderr.rpartition("PEAK_RSS_KIB=")
+    return done.returncode, done.stdout, head, int(tail.strip())
 
 
 @pytest.mark.slow
