@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The `make demo` walk-through: a throwaway registry on 127.0.0.1, then push, inspect,
-# tags, pull and a byte-for-byte check of the example model. Stops what it started.
+# The `make demo` walk-through: a throwaway registry on 127.0.0.1, then push, inspect, tags,
+# scan, sign, verify, promote and a verified pull (twice: the second is a no-op), and a
+# byte-for-byte check of the example model. Stops what it started.
 set -euo pipefail
 
 BIN="${BIN:-.venv/bin}"
@@ -36,7 +37,7 @@ echo "== registry running at $REGISTRY (storage in $WORK/storage)"
 export OCIMODEL_PLAIN_HTTP=1
 export DOCKER_CONFIG="$WORK/docker"   # never touch the user's real credentials
 
-step() { echo; echo "\$ $*"; "$@"; }
+step() { echo; echo "\$ $(printf "%q " "$@")"; "$@"; }
 
 step "$BIN/ocimodel" push "$MODEL" "$REGISTRY/demo/iris:1.0" \
   --description "Tiny iris classifier" --framework pytorch --format safetensors \
@@ -45,9 +46,17 @@ step "$BIN/ocimodel" push "$MODEL" "$REGISTRY/demo/iris:1.0" \
 step "$BIN/ocimodel" push "$MODEL" "$REGISTRY/demo/iris:latest"
 step "$BIN/ocimodel" inspect "$REGISTRY/demo/iris:1.0"
 step "$BIN/ocimodel" tags "$REGISTRY/demo/iris"
-step "$BIN/ocimodel" pull "$REGISTRY/demo/iris:1.0" "$WORK/pulled"
+step "$BIN/ocimodel" scan "$MODEL"
+export OCIMODEL_KEY_PASSWORD=demo-password   # for the throwaway key below
+step "$BIN/ocimodel" keygen --output-prefix "$WORK/demo"
+step "$BIN/ocimodel" sign "$REGISTRY/demo/iris:1.0" --key "$WORK/demo.key"
+step "$BIN/ocimodel" verify "$REGISTRY/demo/iris:1.0" --key "$WORK/demo.pub"
+step "$BIN/ocimodel" promote "$REGISTRY/demo/iris:1.0" prod --reason "demo release" --key "$WORK/demo.pub"
+step "$BIN/ocimodel" stages "$REGISTRY/demo/iris"
+step "$BIN/ocimodel" pull "$REGISTRY/demo/iris:prod" "$WORK/pulled" --key "$WORK/demo.pub"
+step "$BIN/ocimodel" pull "$REGISTRY/demo/iris:prod" "$WORK/pulled" --key "$WORK/demo.pub"
 
 echo
 echo "== comparing pulled files with $MODEL"
-diff -r "$MODEL" "$WORK/pulled"
-echo "OK: every file identical, every byte verified against its sha256"
+diff -r -x '.ocimodel*' "$MODEL" "$WORK/pulled"
+echo "OK: every file identical, signature verified, every byte checked against its sha256"
