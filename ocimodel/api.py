@@ -50,6 +50,8 @@ from .signing.policy import VerificationPolicy
 from .transfer import (
     DEFAULT_CONCURRENCY,
     NullObserver,
+    PlannedFile,
+    ResolvedModel,
     TransferObserver,
     download_into,
     file_entries,
@@ -419,36 +421,56 @@ class Client:
         check_destination(dest, [p.title for p in planned] if layout == "flat" else [])
         # One pull per DEST at a time, from the state check to the state write: a second pod
         # container (or a concurrent CLI) waits, then finds the work done.
-        with DestinationLock(dest):
-            previous = installed.read_state(dest)
-            if previous and (previous.digest, previous.layout, previous.include) == (model.digest, layout, tuple(include)):
-                problem = installed.problem_with(root, files, reverify=reverify)
-                if problem is None and (layout == "flat" or installed.current_digest_hex(dest) == root.name):
-                    if deny_unsafe:
-                        safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files])
-                    emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
-                    return replace(result, skipped=True)
-                emit("repairing", {"digest": model.digest, "reason": problem or "current link points elsewhere"})
-            flat = layout == "flat"
-            download_into(
-                self.registry, model, root, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
-                lock=not flat, dest_existed=existed if flat else None,
-                before_commit=safety.check_blobs_safe if deny_unsafe else None,
-            )
-            emit("downloaded", {"digest": model.digest, "files": len(planned), "bytes": sum(f.size for f in files)})
-            if not flat:
-                # Keep the version being replaced: a reader may still have its files open.
-                keep = {root.name, installed.current_digest_hex(dest) or root.name}
-                installed.switch_current(dest, model.digest)
-                installed.prune_versions(dest, keep)
-            elif previous and previous.layout == "flat":
-                installed.remove_stale_files(dest, previous.files, {f.path for f in files})
-            installed.write_state(dest, installed.InstallState(
-                reference=str(reference), digest=model.digest, layout=layout, files=files, include=tuple(include),
-                verification=verification, time=timestamp(None), tool=f"ocimodel {__version__}",
-            ))
+        try:
+            with DestinationLock(dest):
+                previous = installed.read_state(dest)
+                if previous and (previous.digest, previous.layout, previous.include) == (model.digest, layout, tuple(include)):
+                    problem = installed.problem_with(root, files, reverify=reverify)
+                    if problem is None and (layout == "flat" or installed.current_digest_hex(dest) == root.name):
+                        if deny_unsafe:
+                            safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files])
+                        emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
+                        return replace(result, skipped=True)
+                    emit("repairing", {"digest": model.digest, "reason": problem or "current link points elsewhere"})
+                self._install(model, dest, root, planned, layout, existed, previous, observer, deny_unsafe)
+                emit("downloaded", {"digest": model.digest, "files": len(planned), "bytes": sum(f.size for f in files)})
+                installed.write_state(dest, installed.InstallState(
+                    reference=str(reference), digest=model.digest, layout=layout, files=files, include=tuple(include),
+                    verification=verification, time=timestamp(None), tool=f"ocimodel {__version__}",
+                ))
+        except BaseException:
+            if layout == "versioned":
+                installed.tidy_failed_install(dest, created=not existed)
+            raise
         emit("installed", {"digest": model.digest, "path": str(root)})
         return result
+
+    def _install(
+        self,
+        model: ResolvedModel,
+        dest: Path,
+        root: Path,
+        planned: Sequence[PlannedFile],
+        layout: str,
+        existed: bool,
+        previous: installed.InstallState | None,
+        observer: TransferObserver | None,
+        deny_unsafe: bool,
+    ) -> None:
+        """Download into ``root`` (DEST, or its version directory), then make it current."""
+        flat = layout == "flat"
+        download_into(
+            self.registry, model, root, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
+            lock=not flat, dest_existed=existed if flat else None,  # the caller holds DEST's lock
+            before_commit=safety.check_blobs_safe if deny_unsafe else None,
+        )
+        if not flat:
+            # Keep the version being replaced: a reader may still have its files open.
+            keep = {root.name, installed.current_digest_hex(dest) or root.name}
+            installed.switch_current(dest, model.digest)
+            installed.prune_versions(dest, keep)
+        elif previous and previous.layout == "flat":
+            installed.remove_stale_files(dest, previous.files, {p.title for p in planned})
 
     # ----------------------------------------------------------------------- inspect, tags
     def inspect(self, ref: str | Reference, *, allow_any_type: bool = True) -> InspectResult:

@@ -173,3 +173,16 @@ def remove_stale_files(root: Path, old: Sequence[InstalledFile], new_paths: set[
             parent.rmdir()
             parent = parent.parent
 
+
+
+def tidy_failed_install(dest: Path, *, created: bool) -> None:
+    """After a failed versioned install: drop an empty ``versions/`` (and DEST itself if this
+    pull created it and it is empty), so a refused model leaves the volume as it was.
+    Directories holding resumable partial downloads are not empty and stay."""
+    for directory in (dest / VERSIONS_DIR, dest if created else None):
+        if directory is None:
+            continue
+        try:
+            directory.rmdir()  # only succeeds when empty
+        except OSError:
+            pass

@@ -266,3 +266,38 @@ def test_oras_py_pulls_ocimodel_artifact(oc, registry, repo, model_dir, tmp_path
     out = tmp_path / "oras-out"
     client.pull(target=ref, outdir=str(out))
     assert tree(out) == tree(model_dir)  # oras-py writes no state file
+
+
+def test_flat_pull_of_new_version_removes_files_the_old_one_had(oc, registry, repo, tmp_path):
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    for d in (v1, v2):
+        (d / "sub").mkdir(parents=True)
+        (d / "common.bin").write_bytes(b"same")
+    (v1 / "sub" / "old.bin").write_bytes(b"only in v1")
+    (v2 / "new.bin").write_bytes(b"only in v2")
+    oc.push(v1, f"{registry.host}/{repo}:1")
+    oc.push(v2, f"{registry.host}/{repo}:2")
+    dest = tmp_path / "out"
+    oc.pull(f"{registry.host}/{repo}:1", dest)
+    (dest / "mine.txt").write_text("a file the user put there")
+    again = oc.pull(f"{registry.host}/{repo}:1", dest)
+    assert again.skipped  # state file: same digest, files intact
+    oc.pull(f"{registry.host}/{repo}:2", dest)
+    assert model_tree(dest) == {"common.bin": b"same", "new.bin": b"only in v2", "mine.txt": b"a file the user put there"}
+    assert not (dest / "sub").exists()  # emptied by removing v1's file
+
+
+def test_versioned_pull_refused_or_corrupt_leaves_volume_empty(oc, registry, repo, tmp_path):
+    src = tmp_path / "m.bin"
+    src.write_bytes(os.urandom(100_000))
+    pushed = oc.push(src, f"{registry.host}/{repo}:v")
+    blob = registry.blob_path(pushed.files[0].digest)
+    blob.write_bytes(b"x" * 100_000)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    with pytest.raises(DigestMismatchError):
+        oc.pull(f"{registry.host}/{repo}:v", volume, layout="versioned")
+    assert everything(volume) == []
+    with pytest.raises(DigestMismatchError):
+        oc.pull(f"{registry.host}/{repo}:v", tmp_path / "new-volume", layout="versioned")
+    assert not (tmp_path / "new-volume").exists()
