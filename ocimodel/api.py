@@ -498,7 +498,8 @@ class Client:
         could execute (nothing is unpickled; see :mod:`ocimodel.scan`).
 
         An existing local path wins over a reference. A remote model is resolved to a verified
-        manifest and its blobs scanned in memory, never written anywhere (see
+        manifest and its blobs scanned as they stream (big ones through an anonymous temp file,
+        never into a destination; see
         :func:`ocimodel.safety.scan_model` for ``max_blob_bytes`` and what is digest-verified).
         """
         if isinstance(target, Path) or os.path.lexists(target):

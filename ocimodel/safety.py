@@ -78,11 +78,12 @@ def _retitled(scan: FileScan, title: str) -> FileScan:
 def scan_model(
     registry: RegistryClient, model: ResolvedModel, *, max_blob_bytes: int = MAX_BLOB_SCAN_BYTES
 ) -> ScanReport:
-    """Scan every file of a resolved model from the registry, writing nothing to disk.
+    """Scan every file of a resolved model from the registry, writing no model file anywhere.
 
     Each blob is streamed: its first bytes tell the format; a format judged from its header
     (safetensors, GGUF, ONNX, numpy) is scanned from that header and the rest not downloaded
-    (``verified=False``); anything else up to ``max_blob_bytes`` is read into memory, checked
+    (``verified=False``); anything else up to ``max_blob_bytes`` is read (small blobs into
+    memory, big ones into an anonymous temp file deleted on close), checked
     against its digest (:class:`DigestMismatchError` if it does not match) and scanned
     (``verified=True``); larger blobs are reported as not inspected. Titles are validated as
     for a pull, so a hostile artifact is refused whole.
