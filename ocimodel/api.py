@@ -54,12 +54,10 @@ from .transfer import (
     ResolvedModel,
     TransferObserver,
     download_into,
-    file_entries,
-    hash_files,
     plan_files,
+    push_files,
     push_manifest,
     resolve,
-    upload_layers,
 )
 
 
@@ -311,13 +309,13 @@ class Client:
                 on_scan(report)
             if deny_unsafe:
                 safety.refuse_unsafe(report)
-        layers = hash_files(sources, observer, cache=self.cache, concurrency=self.concurrency)
-        lineage = Lineage(
+        lineage = Lineage(  # before any upload: a parent that does not resolve fails fast
             parents=tuple(self._resolve_parent(p) for p in parents),
             datasets=tuple(d if isinstance(d, Dataset) else parse_dataset(d) for d in datasets),
             code=_code_info(code, root),
             run=RunInfo(id=run_id, uri=run_uri) if (run_id or run_uri) else None,
         )
+        pushed = push_files(self.registry, reference, sources, observer, self.concurrency, cache=self.cache)
         config = ModelConfig(
             name=name or reference.repository.rsplit("/", 1)[-1],
             version=version if version is not None else (reference.tag if reference.tag != "latest" else None),
@@ -330,22 +328,19 @@ class Client:
             metrics=dict(metrics or {}),
             params=dict(params or {}),
             created=timestamp(_source_date_epoch()),
-            files=tuple(file_entries(sources, layers)),
+            files=tuple(pushed.files),
             lineage=lineage,
             tool={"name": "ocimodel", "version": __version__},
             scan=safety.scan_summary(report) if report is not None else None,
         )
-        uploaded, skipped = upload_layers(
-            self.registry, reference, sources, layers, observer, self.concurrency, cache=self.cache
-        )
-        manifest = push_manifest(self.registry, reference, config, layers, manifest_annotations(config))
+        manifest = push_manifest(self.registry, reference, config, pushed.layers, manifest_annotations(config))
         return PushResult(
             reference=str(reference),
             digest=manifest.digest,
             size=len(manifest.raw),
             files=_manifest_files(manifest, config),
-            uploaded_blobs=uploaded,
-            skipped_blobs=skipped,
+            uploaded_blobs=pushed.uploaded,
+            skipped_blobs=pushed.skipped,
             config=config,
         )
 

@@ -103,6 +103,47 @@ class PushedLayers:
     skipped: int
 
 
+def _digest_of(src: SourceFile, observer: TransferObserver, cache: BlobCache | None) -> str:
+    """sha256 of ``src``; from the digest cache when the file is unchanged since last hashed."""
+    known = cache.index.lookup_file(src.path) if cache is not None else None
+    if known is not None:
+        return known
+    name = f"hash {src.title}"
+    observer.begin(name, src.size)
+    try:
+        before = os.stat(src.path)
+        started = time.time_ns()
+        digest = sha256_file(src.path, functools.partial(observer.advance, name))
+    finally:
+        observer.end(name)
+    if cache is not None:
+        cache.index.store_file(src.path, digest, before, started)
+    return digest
+
+
+def _layer(src: SourceFile, digest: str) -> Descriptor:
+    return Descriptor(media_type=LAYER_MEDIA_TYPE, digest=digest, size=src.size, annotations={ANNOTATION_TITLE: src.title})
+
+
+def _upload_file(
+    client: RegistryClient, ref: Reference, src: SourceFile, layer: Descriptor, observer: TransferObserver,
+    cache: BlobCache | None,
+) -> bool:
+    """Upload one file's blob unless the registry has it; True if sent (or mounted)."""
+    name = f"push {src.title}"
+    observer.begin(name, layer.size)
+
+    def open_chunks() -> Iterable[bytes]:
+        for chunk in file_chunks(src.path, layer.size):
+            observer.advance(name, len(chunk))
+            yield chunk
+
+    try:
+        return _push_one(client, ref, layer, open_chunks, cache)
+    finally:
+        observer.end(name)
+
+
 def hash_files(
     sources: Sequence[SourceFile],
     observer: TransferObserver,
@@ -115,28 +156,8 @@ def hash_files(
     With a ``cache``, a file unchanged since it was last hashed (same path, size, mtime, inode)
     is not read at all. Files are hashed ``concurrency`` at a time (hashlib releases the GIL).
     """
-
-    def digest_of(src: SourceFile) -> str:
-        known = cache.index.lookup_file(src.path) if cache is not None else None
-        if known is not None:
-            return known
-        name = f"hash {src.title}"
-        observer.begin(name, src.size)
-        try:
-            before = os.stat(src.path)
-            started = time.time_ns()
-            digest = sha256_file(src.path, functools.partial(observer.advance, name))
-        finally:
-            observer.end(name)
-        if cache is not None:
-            cache.index.store_file(src.path, digest, before, started)
-        return digest
-
-    digests = _run_all(digest_of, list(sources), concurrency)
-    return [
-        Descriptor(media_type=LAYER_MEDIA_TYPE, digest=digest, size=src.size, annotations={ANNOTATION_TITLE: src.title})
-        for src, digest in zip(sources, digests)
-    ]
+    digests = _run_all(lambda src: _digest_of(src, observer, cache), list(sources), concurrency)
+    return [_layer(src, digest) for src, digest in zip(sources, digests)]
 
 
 def upload_layers(
@@ -158,25 +179,49 @@ def upload_layers(
     unique: dict[str, tuple[SourceFile, Descriptor]] = {}
     for src, layer in zip(sources, layers):
         unique.setdefault(layer.digest, (src, layer))
-
-    def upload(item: tuple[SourceFile, Descriptor]) -> bool:
-        src, layer = item
-        name = f"push {src.title}"
-        observer.begin(name, layer.size)
-
-        def open_chunks() -> Iterable[bytes]:
-            for chunk in file_chunks(src.path, layer.size):
-                observer.advance(name, len(chunk))
-                yield chunk
-
-        try:
-            return _push_one(client, ref, layer, open_chunks, cache)
-        finally:
-            observer.end(name)
-
-    results = _run_all(upload, list(unique.values()), concurrency)
+    results = _run_all(
+        lambda item: _upload_file(client, ref, item[0], item[1], observer, cache), list(unique.values()), concurrency
+    )
     uploaded = sum(1 for r in results if r)
     return uploaded, len(results) - uploaded
+
+
+def push_files(
+    client: RegistryClient,
+    ref: Reference,
+    sources: Sequence[SourceFile],
+    observer: TransferObserver,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    *,
+    cache: BlobCache | None = None,
+) -> PushedLayers:
+    """Hash and upload every file, each upload starting as soon as its own hash is known.
+
+    Pipelined per file (``concurrency`` files at a time) rather than "hash all, then upload
+    all": with several files, hashing one overlaps uploading another, so only the first
+    file's hash stays on the critical path. The registry needs the digest before the
+    upload (HEAD to skip, ``PUT ?digest=``), so a file is still read twice the first time;
+    the digest cache makes later pushes read it once.
+    """
+    claimed: set[str] = set()
+    lock = threading.Lock()
+
+    def push(src: SourceFile) -> tuple[Descriptor, bool | None]:
+        layer = _layer(src, _digest_of(src, observer, cache))
+        with lock:  # identical files: one upload (None: another task's blob)
+            mine = layer.digest not in claimed
+            claimed.add(layer.digest)
+        return layer, _upload_file(client, ref, src, layer, observer, cache) if mine else None
+
+    results = _run_all(push, list(sources), concurrency)
+    layers = [layer for layer, _ in results]
+    sent = [r for _, r in results if r is not None]
+    return PushedLayers(
+        layers=layers,
+        files=file_entries(sources, layers),
+        uploaded=sum(1 for r in sent if r),
+        skipped=sum(1 for r in sent if not r),
+    )
 
 
 def _push_one(
