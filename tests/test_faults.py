@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 from faultproxy import Fault, FaultProxy
 from registry_fixtures import RegistryServer, fast_retry
@@ -312,6 +313,50 @@ def test_registry_killed_mid_push_then_push_again_uploads_only_missing(tmp_path,
             assert (again.uploaded, again.skipped) == (3, 3)
             pull_model(c, ref, tmp_path / "out")
         assert tree(tmp_path / "out") == files
+    finally:
+        server.stop()
+
+
+def test_registry_killed_mid_pull_then_restarted_pull_resumes(tmp_path, docker_config):
+    """kill -9 of the registry while a blob streams; it comes back during the backoff; the
+    pull continues from the bytes it has (Range) and still verifies the whole digest."""
+    server = RegistryServer(tmp_path / "reg").start()
+    try:
+        model = tmp_path / "model"
+        data = write_random(model / "big.bin", 24 * MiB + 3)
+        ref = Reference(registry=server.host, repository="kill/pull", tag="v1")
+        restarts: list[float] = []
+
+        def sleep_and_restart(seconds: float) -> None:  # the retry's backoff: bring it back
+            if not restarts:
+                server.start()  # same port, same storage
+            restarts.append(seconds)
+
+        class KillMidBlob(NullObserver):
+            received = 0
+
+            def advance(self, name: str, amount: int) -> None:
+                self.received += amount
+                if self.received >= 4 * MiB and server._process is not None and not restarts:
+                    server._process.kill()  # SIGKILL: connections drop mid-stream
+                    server._process.wait()
+                    server._process = None
+
+        with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+            layer = push_model(c, model, ref).manifest.layers[0]
+        ranges: list[str] = []
+
+        def record(request: httpx.Request) -> None:
+            if request.url.path.endswith(f"/blobs/{layer.digest}") and "range" in request.headers:
+                ranges.append(request.headers["range"])
+
+        retry = RetryPolicy(max_attempts=5, base_delay=0.01, sleep=sleep_and_restart)
+        hooks = {"request": [record]}
+        with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=retry, event_hooks=hooks) as c:
+            pull_model(c, ref, tmp_path / "out", observer=KillMidBlob(), concurrency=1)
+        assert restarts, "the registry was never killed mid-pull"
+        assert tree(tmp_path / "out") == {"big.bin": data}
+        assert len(ranges) == 1 and int(ranges[0].split("=")[1].rstrip("-")) >= 4 * MiB  # resumed, not restarted
     finally:
         server.stop()
 

@@ -65,10 +65,11 @@ def pull_model(
     *,
     cache: BlobCache | None = None,
     concurrency: int = 2,
+    observer: TransferObserver | None = None,
 ) -> ResolvedModel:
     """Pull ``ref`` into ``dest``."""
     model = resolve(client, ref)
-    download_into(client, model, dest, plan_files(model), NullObserver(), concurrency, cache=cache)
+    download_into(client, model, dest, plan_files(model), observer or NullObserver(), concurrency, cache=cache)
     return model
 
 
