@@ -8,6 +8,7 @@ one line ``error: ...`` on stderr and exit with the code of their class (see REA
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import inspect as pyinspect
 import json
 import sys
@@ -69,30 +70,69 @@ POLICY_OPTIONS: dict[str, tuple[Any, Any]] = {
 }
 
 
+def _inject_options(fn: F, options: dict[str, tuple[Any, Any]], into: str, build: Callable[[dict[str, Any]], Any]) -> F:
+    """Add ``options`` (name -> (annotation, default)) to a command's parameters; the command
+    receives ``build(their values)`` as its ``into`` argument instead."""
+    signature = pyinspect.signature(fn, eval_str=True)
+    kept = [p for name, p in signature.parameters.items() if name != into]
+    added = [
+        pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in options.items()
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in options}
+        return fn(*args, **{into: build(values)}, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
+    return wrapper  # type: ignore[return-value]
+
+
+def _build_policy(values: dict[str, Any]) -> Any:
+    from .signing.policy import VerificationPolicy
+
+    policy_file, keys = values.pop("policy_file"), values.pop("keys") or ()
+    policy = VerificationPolicy.from_options(policy_file=policy_file, keys=keys, **values)
+    return policy if policy.requires_verification else None
+
+
 def policy_options(fn: F) -> F:
     """Give a command the policy options; it receives them as one ``policy`` argument.
 
     ``policy`` is None when no option is set (pull then does not verify).
     """
-    signature = pyinspect.signature(fn, eval_str=True)
-    kept = [p for name, p in signature.parameters.items() if name != "policy"]
-    added = [
-        pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, (annotation, default) in POLICY_OPTIONS.items()
-    ]
+    return _inject_options(fn, POLICY_OPTIONS, "policy", _build_policy)
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .signing.policy import VerificationPolicy
 
-        values = {name: kwargs.pop(name) for name in POLICY_OPTIONS}
-        policy_file, keys = values.pop("policy_file"), values.pop("keys") or ()
-        policy = VerificationPolicy.from_options(policy_file=policy_file, keys=keys, **values)
-        return fn(*args, policy=policy if policy.requires_verification else None, **kwargs)
+@dataclass(frozen=True)
+class Connection:
+    """How to reach registries: the options every registry command shares."""
 
-    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
-    return wrapper  # type: ignore[return-value]
+    plain_http: bool = False
+    insecure: bool = False
+    ca_file: Path | None = None
+
+    def client(self, mirror: list[str] | None = None, **options: Any) -> Any:
+        """An :class:`ocimodel.api.Client` with these options (and mirrors, caching...)."""
+        from .api import Client
+        from .registry.mirrors import parse_mirrors
+
+        mirrors = parse_mirrors(mirror or []) or None
+        return Client(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file, mirrors=mirrors, **options)
+
+
+CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "plain_http": (PlainHttp, False),
+    "insecure": (Insecure, False),
+    "ca_file": (CaFile, None),
+}
+
+
+def connection_options(fn: F) -> F:
+    """Give a command --plain-http, --insecure and --ca-file; it receives a ``connection``."""
+    return _inject_options(fn, CONNECTION_OPTIONS, "connection", lambda values: Connection(**values))
 
 
 def _stderr() -> Any:
@@ -126,14 +166,6 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _client(plain_http: bool, insecure: bool, ca_file: Path | None, mirror: list[str] | None = None, **options: Any) -> Any:
-    from .api import Client
-    from .registry.mirrors import parse_mirrors
-
-    mirrors = parse_mirrors(mirror or [])
-    return Client(plain_http=plain_http, insecure=insecure, ca_file=ca_file, mirrors=mirrors or None, **options)
-
-
 def _observer(json_out: bool) -> Any:
     """Progress bars on an interactive stderr, silence otherwise."""
     if json_out or not sys.stderr.isatty():
@@ -149,12 +181,12 @@ def _print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True))
 
 
-def _run(connection: tuple[Any, ...], json_out: bool, call: Callable[[Any], Any]) -> Any:
-    """``call(client)`` on a client for ``connection`` (plain_http, insecure, ca_file[, mirror]).
+def _run(connection: Connection, json_out: bool, call: Callable[[Any], Any], **client_options: Any) -> Any:
+    """``call(client)`` on a client for ``connection``.
 
     With ``json_out`` the result is printed as JSON and None returned; else it is returned.
     """
-    with _client(*connection) as client:
+    with connection.client(**client_options) as client:
         result = call(client)
     if json_out:
         _print_json(result.to_dict())
@@ -179,6 +211,7 @@ def main_callback(
 
 @app.command()
 @handle_errors
+@connection_options
 def push(
     path: Annotated[Path, typer.Argument(help="Model file or directory.")],
     ref: Annotated[str, typer.Argument(help="Where to push, e.g. localhost:5000/models/churn:1.0")],
@@ -204,9 +237,7 @@ def push(
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob uploads.")] = 2,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
     """Push a model file or directory; prints the manifest digest.
@@ -222,7 +253,7 @@ def push(
         detected = detect_code(path.resolve()) or CodeInfo()
         code = CodeInfo(remote=git_remote or detected.remote, commit=git_commit or detected.commit, dirty=detected.dirty if not git_commit else None)
     caching = {"concurrency": concurrency, "cache_dir": cache_dir, "use_cache": not no_cache}
-    with _client(plain_http, insecure, ca_file, **caching) as client, _observer(json_out) as observer:
+    with connection.client(**caching) as client, _observer(json_out) as observer:
         result = client.push(
             path,
             ref,
@@ -293,6 +324,7 @@ class StepLogger:
 
 @app.command()
 @handle_errors
+@connection_options
 @policy_options
 def pull(
     ref: Annotated[str, typer.Argument(envvar=_env("ref"), help="Model reference (tag or digest).")],
@@ -308,9 +340,7 @@ def pull(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     mirror: Mirrors = None,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
     json_out: JsonOut = False,
     policy: Any = None,
 ) -> None:
@@ -326,7 +356,7 @@ def pull(
     log = StepLogger(log_format)
     caching = {"concurrency": concurrency, "cache_dir": cache_dir, "use_cache": not no_cache}
     try:
-        with _client(plain_http, insecure, ca_file, mirror, **caching) as client, _observer(json_out or log.json) as observer:
+        with connection.client(mirror, **caching) as client, _observer(json_out or log.json) as observer:
             result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer,
                                  policy=policy, layout=layout, reverify=reverify, events=log,
                                  deny_unsafe=deny_unsafe, allow_licenses=allow_license or [])
@@ -343,16 +373,15 @@ def pull(
 
 @app.command()
 @handle_errors
+@connection_options
 def inspect(
     ref: ModelRef,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
     mirror: Mirrors = None,
+    connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
     """Show a model's digest, type, metadata, lineage, files and (unverified) signatures."""
-    result = _run((plain_http, insecure, ca_file, mirror), json_out, lambda client: client.inspect(ref))
+    result = _run(connection, json_out, lambda client: client.inspect(ref), mirror=mirror)
     if result is not None:
         from .render import render_inspect
 
@@ -370,20 +399,19 @@ def _who(kind: str, signer: str | None, issuer: str | None) -> str:
 
 @app.command()
 @handle_errors
+@connection_options
 def sign(
     ref: Annotated[str, typer.Argument(help="Model reference (tag or digest); its digest is signed.")],
     key: Annotated[Optional[Path], typer.Option("--key", envvar=_env("key"), help="Sign with this encrypted private key instead of keyless (password: OCIMODEL_KEY_PASSWORD or prompt).")] = None,
     identity_token: Annotated[Optional[str], typer.Option("--identity-token", envvar=_env("identity-token"), help="OIDC identity token for keyless signing (default: CI ambient credential or browser).")] = None,
     staging: Staging = False,
     trust_config: Annotated[Optional[Path], typer.Option("--trust-config", envvar=_env("trust-config"), help="Sigstore ClientTrustConfig JSON of a private deployment.")] = None,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
     """Sign a model's manifest digest and attach the signature to it in the registry."""
     options = {"key": key, "identity_token": identity_token, "staging": staging, "trust_config": trust_config}
-    result = _run((plain_http, insecure, ca_file), json_out, lambda client: client.sign(ref, **options))
+    result = _run(connection, json_out, lambda client: client.sign(ref, **options))
     if result is None:
         return
     typer.echo(f"Signed {result.digest} as {_who(result.kind, result.signer, result.issuer)}", err=True)
@@ -421,19 +449,18 @@ def _print_verified(digest: str, signatures: Any) -> None:
 
 @app.command()
 @handle_errors
+@connection_options
 @policy_options
 def verify(
     ref: ModelRef,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
     mirror: Mirrors = None,
+    connection: Any = None,
     json_out: JsonOut = False,
     policy: Any = None,
 ) -> None:
     """Verify that a model is signed as the policy demands (exit 5 if not)."""
     required = _require_policy(policy)
-    result = _run((plain_http, insecure, ca_file, mirror), json_out, lambda client: client.verify(ref, required))
+    result = _run(connection, json_out, lambda client: client.verify(ref, required), mirror=mirror)
     if result is not None:
         _print_verified(result.digest, result.signatures)
 
@@ -466,16 +493,15 @@ def _stdout() -> Any:
 
 @app.command()
 @handle_errors
+@connection_options
 def tags(
     repository: Annotated[str, typer.Argument(help="Repository, e.g. localhost:5000/models/churn")],
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
     all_tags: Annotated[bool, typer.Option("--all", help="Also list ocimodel's history tags and sha256-* referrer indexes.")] = False,
+    connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
     """List a repository's tags, sorted."""
-    with _client(plain_http, insecure, ca_file) as client:
+    with connection.client() as client:
         found = client.tags(repository, include_internal=all_tags)
     if json_out:
         _print_json(found)
@@ -496,12 +522,26 @@ Repository = Annotated[str, typer.Argument(help="Repository, e.g. localhost:5000
 Stage = Annotated[str, typer.Argument(help="Stage (a tag name), e.g. staging or prod.")]
 
 
-def _record_signing(sign: bool, sign_key: Path | None, identity_token: str | None, trust_config: Path | None) -> Any:
-    if not (sign or sign_key):
+def _record_signing(values: dict[str, Any]) -> Any:
+    if not (values["sign"] or values["sign_key"]):
         return None
     from .api import RecordSigning
 
-    return RecordSigning(key=sign_key, identity_token=identity_token, trust_config=trust_config)
+    return RecordSigning(key=values["sign_key"], identity_token=values["identity_token"], trust_config=values["trust_config"])
+
+
+RECORD_SIGNING_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "sign": (SignRecord, False),
+    "sign_key": (SignKey, None),
+    "identity_token": (IdentityToken, None),
+    "trust_config": (TrustConfig, None),
+}
+
+
+def record_signing_options(fn: F) -> F:
+    """Give promote/rollback --sign, --sign-key, --identity-token, --trust-config; the
+    command receives ``signing`` (None unless a record is to be signed)."""
+    return _inject_options(fn, RECORD_SIGNING_OPTIONS, "signing", _record_signing)
 
 
 def _print_promotion(result: Any) -> None:
@@ -516,19 +556,16 @@ def _print_promotion(result: Any) -> None:
 
 @app.command()
 @handle_errors
+@connection_options
 @policy_options
+@record_signing_options
 def promote(
     ref: ModelRef,
     stage: Stage,
     reason: Reason = "",
     actor: Actor = None,
-    sign: SignRecord = False,
-    sign_key: SignKey = None,
-    identity_token: IdentityToken = None,
-    trust_config: TrustConfig = None,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    signing: Any = None,
+    connection: Any = None,
     json_out: JsonOut = False,
     policy: Any = None,
 ) -> None:
@@ -537,8 +574,7 @@ def promote(
     With any verification policy option, the model's signature is checked first and
     nothing moves unless it passes.
     """
-    signing = _record_signing(sign, sign_key, identity_token, trust_config)
-    result = _run((plain_http, insecure, ca_file), json_out,
+    result = _run(connection, json_out,
                   lambda c: c.promote(ref, stage, reason=reason, actor=actor, policy=policy, sign_record=signing))
     if result is not None:
         _print_promotion(result)
@@ -546,7 +582,9 @@ def promote(
 
 @app.command()
 @handle_errors
+@connection_options
 @policy_options
+@record_signing_options
 def rollback(
     repository: Repository,
     stage: Stage,
@@ -554,19 +592,13 @@ def rollback(
     steps: Annotated[int, typer.Option("--steps", min=1, help="How many promotions to go back.")] = 1,
     reason: Reason = "",
     actor: Actor = None,
-    sign: SignRecord = False,
-    sign_key: SignKey = None,
-    identity_token: IdentityToken = None,
-    trust_config: TrustConfig = None,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    signing: Any = None,
+    connection: Any = None,
     json_out: JsonOut = False,
     policy: Any = None,
 ) -> None:
     """Move STAGE back to an earlier digest of its history, recorded as a rollback."""
-    signing = _record_signing(sign, sign_key, identity_token, trust_config)
-    result = _run((plain_http, insecure, ca_file), json_out,
+    result = _run(connection, json_out,
                   lambda c: c.rollback(repository, stage, to=to, steps=steps, reason=reason or None, actor=actor,
                                        policy=policy, sign_record=signing))
     if result is not None:
@@ -575,15 +607,14 @@ def rollback(
 
 @app.command("stages")
 @handle_errors
+@connection_options
 def stages_command(
     repository: Repository,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
     """List each stage: the digest it holds, its version tags, and its last promotion."""
-    with _client(plain_http, insecure, ca_file) as client:
+    with connection.client() as client:
         found = client.stages(repository)
     if json_out:
         _print_json([s.to_dict() for s in found])
@@ -600,13 +631,12 @@ def stages_command(
 
 @app.command()
 @handle_errors
+@connection_options
 @policy_options
 def history(
     repository: Repository,
     stage: Stage,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
     json_out: JsonOut = False,
     policy: Any = None,
 ) -> None:
@@ -616,7 +646,7 @@ def history(
     """
     from .errors import ExitCode
 
-    with _client(plain_http, insecure, ca_file) as client:
+    with connection.client() as client:
         report = client.history(repository, stage, policy=policy)
     if json_out:
         _print_json(report.to_dict())
@@ -634,19 +664,18 @@ def history(
 
 @app.command()
 @handle_errors
+@connection_options
 def delete(
     ref: Annotated[str, typer.Argument(help="Tag or digest to delete.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting a digest with tags.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Delete even what a stage points at.")] = False,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
     """Delete a tag or a manifest; refuses a digest a stage holds unless --force."""
     from .errors import UsageError
 
-    with _client(plain_http, insecure, ca_file) as client:
+    with connection.client() as client:
         plan = client.plan_delete(ref)
         if plan.tag is None and plan.tags and not yes:
             if not sys.stdin.isatty():
@@ -661,32 +690,30 @@ def delete(
 
 @app.command()
 @handle_errors
+@connection_options
 def lineage(
     ref: ModelRef,
     depth: Annotated[int, typer.Option("--depth", min=0, max=50, help="How many generations to follow.")] = 5,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
     """Show the ancestor tree of a model (parents by digest, across registries)."""
     from .lineage import render_tree
 
-    node = _run((plain_http, insecure, ca_file), json_out, lambda c: c.lineage(ref, depth=depth))
+    node = _run(connection, json_out, lambda c: c.lineage(ref, depth=depth))
     if node is not None:
         typer.echo(render_tree(node))
 
 
 @app.command()
 @handle_errors
+@connection_options
 def login(
     host: Annotated[str, typer.Argument(help="Registry host, e.g. ghcr.io or localhost:5000")],
     username: Annotated[str, typer.Option("--username", "-u", envvar=_env("username"), prompt=True)],
     password: Annotated[Optional[str], typer.Option("--password", "-p", envvar=_env("password"), help="Prefer --password-stdin.")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
 ) -> None:
     """Check credentials against HOST and store them in the docker config file."""
     from .api import login as api_login
@@ -700,7 +727,7 @@ def login(
         password = typer.prompt("Password", hide_input=True)
     if not password:
         raise UsageError("empty password")
-    where = api_login(host, username, password, plain_http=plain_http, insecure=insecure, ca_file=ca_file)
+    where = api_login(host, username, password, plain_http=connection.plain_http, insecure=connection.insecure, ca_file=connection.ca_file)
     typer.echo(f"Login succeeded for {host} (credentials stored in {where})", err=True)
 
 
@@ -727,12 +754,11 @@ def _warn_dangerous(report: Any) -> None:
 
 @app.command()
 @handle_errors
+@connection_options
 def scan(
     target: Annotated[str, typer.Argument(metavar="PATH|REF", help="Local file or directory, or a model reference.")],
     strict: Annotated[bool, typer.Option("--strict", envvar=_env("strict"), help="Also exit 5 when a file could not be fully inspected.")] = False,
-    plain_http: PlainHttp = False,
-    insecure: Insecure = False,
-    ca_file: CaFile = None,
+    connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
     """List every global a model's pickles would import, flagging those that can run code.
@@ -744,7 +770,7 @@ def scan(
     from .safety import refuse_unsafe
     from .scan import format_report
 
-    with _client(plain_http, insecure, ca_file) as client:
+    with connection.client() as client:
         report = client.scan(target)
     if json_out:
         _print_json(report.to_dict())
