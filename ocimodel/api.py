@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import __version__, installed, stages
+from . import __version__, installed, safety, stages
 from . import lineage as lineage_mod
+from .cache import BlobCache, open_cache
 from .config import CodeInfo, Dataset, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
 from .descriptor import (
     ANNOTATION_CREATED,
@@ -25,7 +26,6 @@ from .descriptor import (
     ANNOTATION_VERSION,
     Manifest,
 )
-from .cache import BlobCache, open_cache
 from .destination import DestinationLock, check_destination
 from .errors import OcimodelError, UsageError
 from .files import collect_files
@@ -44,7 +44,6 @@ from .provenance import (
 )
 from .reference import Reference, validate_digest
 from .registry.client import RegistryClient
-from . import safety
 from .scan import ScanReport, scan_path
 from .signing.policy import VerificationPolicy
 from .transfer import (
