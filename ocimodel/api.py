@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import __version__, installed, safety, stages
+from . import __version__, installed, safety
+from . import stages as stages_mod
 from . import lineage as lineage_mod
 from .cache import BlobCache, open_cache
 from .config import CodeInfo, Dataset, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
@@ -524,7 +525,7 @@ class Client:
         """
         reference = repository if isinstance(repository, Reference) else Reference.parse_repository(repository)
         found = self.registry.list_tags(reference)
-        return found if include_internal else [t for t in found if not stages.is_internal_tag(t)]
+        return found if include_internal else [t for t in found if not stages_mod.is_internal_tag(t)]
 
     # ------------------------------------------------------------------------- lifecycle
     def _gate(self, policy: VerificationPolicy | None) -> Callable[[Reference], object] | None:
@@ -554,13 +555,13 @@ class Client:
         actor: str | None = None,
         policy: VerificationPolicy | None = None,
         sign_record: RecordSigning | None = None,
-    ) -> stages.PromotionResult:
+    ) -> stages_mod.PromotionResult:
         """Point the tag ``stage`` at ``ref``'s manifest (same bytes) and record the promotion.
 
         With ``policy`` the model's signature is verified first and nothing moves if it fails;
         with ``sign_record`` the promotion record is signed (keyless, or with a key).
         """
-        return stages.promote(
+        return stages_mod.promote(
             self.registry, ref, stage, reason=reason, actor=actor,
             verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
         )
@@ -576,33 +577,33 @@ class Client:
         actor: str | None = None,
         policy: VerificationPolicy | None = None,
         sign_record: RecordSigning | None = None,
-    ) -> stages.PromotionResult:
+    ) -> stages_mod.PromotionResult:
         """Move ``stage`` back ``steps`` promotions (or to the digest ``to``), recorded as a rollback."""
-        return stages.rollback(
+        return stages_mod.rollback(
             self.registry, repository, stage, to=to, steps=steps, reason=reason, actor=actor,
             verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
         )
 
-    def stages(self, repository: str | Reference) -> list[stages.StageInfo]:
+    def stages(self, repository: str | Reference) -> list[stages_mod.StageInfo]:
         """Every stage of ``repository``: digest, version tags, last promotion."""
-        return stages.stages(self.registry, repository)
+        return stages_mod.stages(self.registry, repository)
 
     def history(
         self, repository: str | Reference, stage: str, *, policy: VerificationPolicy | None = None
-    ) -> stages.HistoryReport:
+    ) -> stages_mod.HistoryReport:
         """The promotion chain of ``stage``, newest first, with every problem found.
 
         With ``policy``, signed records are verified against it.
         """
-        return stages.history(self.registry, repository, stage, verify_signature=self._gate(policy))
+        return stages_mod.history(self.registry, repository, stage, verify_signature=self._gate(policy))
 
-    def plan_delete(self, ref: str | Reference) -> stages.DeletePlan:
+    def plan_delete(self, ref: str | Reference) -> stages_mod.DeletePlan:
         """What :meth:`delete` would remove (changes nothing)."""
-        return stages.plan_delete(self.registry, ref)
+        return stages_mod.plan_delete(self.registry, ref)
 
-    def delete(self, ref: str | Reference, *, force: bool = False) -> stages.DeletePlan:
+    def delete(self, ref: str | Reference, *, force: bool = False) -> stages_mod.DeletePlan:
         """Delete a tag or a manifest; refuses a digest a stage points at unless ``force``."""
-        return stages.delete(self.registry, ref, force=force)
+        return stages_mod.delete(self.registry, ref, force=force)
 
     def lineage(self, ref: str | Reference, *, depth: int = lineage_mod.DEFAULT_DEPTH) -> lineage_mod.LineageNode:
         """The ancestor tree of ``ref``, following parents by digest across registries."""

@@ -13,7 +13,19 @@ import math
 import pickletools
 import re
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any, Protocol
+
+
+class PickleSource(Protocol):
+    """What the walk reads from: a seekable binary stream (a file, or the scanner's bounded view)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def readline(self, n: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
 
 MAX_OPCODES = 5_000_000  # per stream, all pickles together
 MAX_PICKLES = 64  # consecutive pickles in one stream
@@ -66,7 +78,7 @@ _DTYPE_DESCR = re.compile(r"[<>|=]?([A-Za-z?])(\d*)\Z")
 
 
 class _Walker:
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: PickleSource) -> None:
         self.stream = stream
         self.budget = MAX_OPCODES
         self.walk = Walk()
@@ -99,7 +111,7 @@ class _Walker:
         stack: list[Any] = []
         memo: dict[int, Any] = {}
         try:
-            for op, arg, pos in pickletools.genops(self.stream):
+            for op, arg, pos in pickletools.genops(self.stream):  # type: ignore[arg-type]  # duck-typed stream
                 self.budget -= 1
                 if self.budget < 0:
                     raise PickleWalkError(f"more than {MAX_OPCODES} opcodes: stopped")
@@ -137,9 +149,9 @@ class _Walker:
             n = int(name[-1])
             if len(stack) < n:
                 raise IndexError("stack underflow")
-            items = tuple(stack[-n:])
+            popped = tuple(stack[-n:])
             del stack[-n:]
-            stack.append(items)
+            stack.append(popped)
         elif name in ("TUPLE", "LIST", "DICT", "FROZENSET", "POP_MARK"):
             items = _pop_mark(stack)
             if name == "TUPLE":
@@ -294,7 +306,7 @@ def _generic(op: pickletools.OpcodeInfo, stack: list[Any]) -> None:
         stack.append(_MARK if kind is pickletools.markobject else _Opaque())
 
 
-def walk_pickles(stream: IO[bytes]) -> Walk:
+def walk_pickles(stream: PickleSource) -> Walk:
     """Walk the pickle(s) at the stream's position; never raises for bad content."""
     walker = _Walker(stream)
     try:

@@ -373,7 +373,7 @@ def _scan_zip(acc: _Scan, src: _Bounded, location: str, depth: int) -> str:
 def _scan_tar(acc: _Scan, src: _Bounded, location: str, depth: int) -> str:
     try:
         archive = tarfile.open(fileobj=src, mode="r:")  # type: ignore[call-overload]
-        members = []
+        members: list[tarfile.TarInfo] = []
         for member in archive:
             if len(members) >= MAX_MEMBERS:
                 acc.error(location, f"more than {MAX_MEMBERS} members: the rest not inspected")
