@@ -39,7 +39,7 @@ from .descriptor import (
     Manifest,
 )
 from .destination import DestinationLock, Workspace, check_free_space, resumable_size
-from .destination import check_destination as _check_titles_in
+from .destination import check_destination
 from .errors import (
     DigestMismatchError,
     IntegrityError,
@@ -350,11 +350,6 @@ def plan_files(model: ResolvedModel, include: Sequence[str] = ()) -> list[Planne
     return planned
 
 
-def check_destination(dest: Path, planned: Sequence[PlannedFile]) -> None:
-    """Refuse before writing anything if a file would land through a symlink or on a directory."""
-    _check_titles_in(dest, [item.title for item in planned])
-
-
 def download_blob(
     client: RegistryClient,
     ref: Reference,
@@ -475,7 +470,7 @@ def download_into(
     cache. Free space is checked first. See :mod:`ocimodel.destination` for what may be left
     in DEST after a failure (only ``DEST/.ocimodel*``, and only resumable partials).
     """
-    check_destination(dest, planned)
+    check_destination(dest, [item.title for item in planned])
     existed = dest.exists() if dest_existed is None else dest_existed
     with DestinationLock(dest) if lock else contextlib.nullcontext():
         workspace = Workspace(dest)

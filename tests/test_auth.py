@@ -10,7 +10,7 @@ import pytest
 from registry_fixtures import RegistryServer, TokenRegistry, fast_retry
 
 from ocimodel.descriptor import LAYER_MEDIA_TYPE, MANIFEST_V1, Descriptor, Manifest
-from ocimodel.errors import AuthError, NetworkError, OcimodelError
+from ocimodel.errors import AuthError, NetworkError
 from ocimodel.reference import Reference
 from ocimodel.registry.auth import Challenge, parse_challenges
 from ocimodel.registry.client import RegistryClient

@@ -5,7 +5,6 @@ by the fault proxy (with no fault configured), never timed."""
 from __future__ import annotations
 
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Iterator

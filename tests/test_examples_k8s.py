@@ -150,7 +150,7 @@ def publish(client: Client, standin: Any, ref: str, tmp_path: Path, content: byt
     (model / "config.json").write_text('{"threshold": 0.5}')
     digest = client.push(model, ref, code=False).digest
     if signed:
-        token = standin.mint_token(f"repo:acme/churn:ref:refs/heads/main", GITHUB_ISSUER,
+        token = standin.mint_token("repo:acme/churn:ref:refs/heads/main", GITHUB_ISSUER,
                                    **standin.github_claims("acme/churn", RELEASE_WORKFLOW))
         sign(ref, identity_token=token, trust_config=standin.trust_config_path, registry=client.registry)
     return digest

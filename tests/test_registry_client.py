@@ -26,7 +26,6 @@ from ocimodel.descriptor import (
     sha256_digest,
 )
 from ocimodel.errors import (
-    AuthError,
     DigestMismatchError,
     NetworkError,
     NotFoundError,
