@@ -32,17 +32,7 @@ from ocimodel.safety import (
 )
 from ocimodel.scan import header_length, scan_bytes
 
-SYSTEM = f"{os.system.__module__}.system"  # os.system pickles as posix.system (nt.system)
-
-
-class Reduce:
-    """An object whose unpickling would call ``func(*args)``."""
-
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
+from pickle_helpers import SYSTEM, Reduce
 
 
 def evil_pickle(marker: Path | None = None) -> bytes:

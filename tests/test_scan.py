@@ -34,17 +34,7 @@ from ocimodel.errors import UsageError
 from ocimodel.scan import classify, format_report, scan_bytes, scan_file, scan_path, scan_stream
 from ocimodel.scan import _pickle, scanner
 
-SYSTEM = f"{os.system.__module__}.system"  # os.system pickles as posix.system (nt.system)
-
-
-class Reduce:
-    """An object whose unpickling calls ``func(*args)``."""
-
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
+from pickle_helpers import SYSTEM, Reduce
 
 
 def evil(marker: Path | None = None) -> Reduce:
