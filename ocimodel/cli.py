@@ -496,7 +496,7 @@ def _stdout() -> Any:
 @connection_options
 def tags(
     repository: Annotated[str, typer.Argument(help="Repository, e.g. localhost:5000/models/churn")],
-    all_tags: Annotated[bool, typer.Option("--all", help="Also list ocimodel's history tags and sha256-* referrer indexes.")] = False,
+    all_tags: Annotated[bool, typer.Option("--all", envvar=_env("all"), help="Also list ocimodel's history tags and sha256-* referrer indexes.")] = False,
     connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
@@ -588,8 +588,8 @@ def promote(
 def rollback(
     repository: Repository,
     stage: Stage,
-    to: Annotated[Optional[str], typer.Option("--to", help="Digest to return to (must be in the history).")] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="How many promotions to go back.")] = 1,
+    to: Annotated[Optional[str], typer.Option("--to", envvar=_env("to"), help="Digest to return to (must be in the history).")] = None,
+    steps: Annotated[int, typer.Option("--steps", envvar=_env("steps"), min=1, help="How many promotions to go back.")] = 1,
     reason: Reason = "",
     actor: Actor = None,
     signing: Any = None,
@@ -667,8 +667,8 @@ def history(
 @connection_options
 def delete(
     ref: Annotated[str, typer.Argument(help="Tag or digest to delete.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting a digest with tags.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Delete even what a stage points at.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", envvar=_env("yes"), help="Do not ask before deleting a digest with tags.")] = False,
+    force: Annotated[bool, typer.Option("--force", envvar=_env("force"), help="Delete even what a stage points at.")] = False,
     connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
@@ -693,7 +693,7 @@ def delete(
 @connection_options
 def lineage(
     ref: ModelRef,
-    depth: Annotated[int, typer.Option("--depth", min=0, max=50, help="How many generations to follow.")] = 5,
+    depth: Annotated[int, typer.Option("--depth", envvar=_env("depth"), min=0, max=50, help="How many generations to follow.")] = 5,
     connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:

@@ -136,3 +136,56 @@ def test_help_and_version_import_nothing_heavy(flag):
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
     heavy = {"httpx", "sigstore", "rich", "cryptography", "ocimodel.api", "ocimodel.registry.client"}
     assert not heavy & imported, heavy & imported
+
+
+def test_every_option_has_its_ocimodel_environment_variable():
+    """Containers configure ocimodel through the environment: each --flag reads OCIMODEL_FLAG."""
+    import typer.main
+
+    from ocimodel.cli import app
+
+    exceptions = {
+        ("push", "cache_dir"): "OCIMODEL_CACHE_DIR",  # --cache: the variable the cache itself reads
+        ("pull", "cache_dir"): "OCIMODEL_CACHE_DIR",
+        ("login", "password_stdin"): None,  # a way of reading stdin, not a value
+    }
+    checked = 0
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in command.params:
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            flag = max(param.opts, key=len).lstrip("-")
+            expected = exceptions.get((name, param.name), "OCIMODEL_" + flag.upper().replace("-", "_"))
+            assert param.envvar == expected, f"{name} --{flag}"
+            checked += 1
+    assert checked > 100
+
+
+def test_progress_bars_on_a_terminal_only(registry, repo, tmp_path, cli_env):
+    """rich progress bars when stderr is a terminal (a pty here); nothing of them otherwise."""
+    import pty
+
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(64 * 1024 * 1024))
+    args = [sys.executable, "-m", "ocimodel", "push", str(src), f"{registry.host}/{repo}:tty", "--no-git", "--no-cache"]
+    env = {**os.environ, **cli_env, "COLUMNS": "100", "TERM": "xterm"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert "w.bin" in text and "━" in text and "MB" in text  # a bar with the file's name and size
+
+    plain = run("push", str(src), f"{registry.host}/{repo}:notty", "--no-git", "--no-cache", env=cli_env)
+    assert plain.returncode == 0 and "━" not in plain.stderr and plain.stderr.count("\n") == 1
