@@ -144,48 +144,6 @@ def _upload_file(
         observer.end(name)
 
 
-def hash_files(
-    sources: Sequence[SourceFile],
-    observer: TransferObserver,
-    *,
-    cache: BlobCache | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-) -> list[Descriptor]:
-    """Layer descriptors (digest, size, title) for the given files.
-
-    With a ``cache``, a file unchanged since it was last hashed (same path, size, mtime, inode)
-    is not read at all. Files are hashed ``concurrency`` at a time (hashlib releases the GIL).
-    """
-    digests = _run_all(lambda src: _digest_of(src, observer, cache), list(sources), concurrency)
-    return [_layer(src, digest) for src, digest in zip(sources, digests)]
-
-
-def upload_layers(
-    client: RegistryClient,
-    ref: Reference,
-    sources: Sequence[SourceFile],
-    layers: Sequence[Descriptor],
-    observer: TransferObserver,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    *,
-    cache: BlobCache | None = None,
-) -> tuple[int, int]:
-    """Upload the blobs of ``layers`` the registry lacks; returns (uploaded, skipped).
-
-    With a ``cache``, a blob known to be in another repository of the same registry is
-    mounted from there (no bytes sent); the repositories that now hold each blob are recorded.
-    A retried upload reopens the file (``open_chunks`` again), never resends consumed bytes.
-    """
-    unique: dict[str, tuple[SourceFile, Descriptor]] = {}
-    for src, layer in zip(sources, layers):
-        unique.setdefault(layer.digest, (src, layer))
-    results = _run_all(
-        lambda item: _upload_file(client, ref, item[0], item[1], observer, cache), list(unique.values()), concurrency
-    )
-    uploaded = sum(1 for r in results if r)
-    return uploaded, len(results) - uploaded
-
-
 def push_files(
     client: RegistryClient,
     ref: Reference,

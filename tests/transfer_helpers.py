@@ -23,12 +23,10 @@ from ocimodel.transfer import (
     ResolvedModel,
     TransferObserver,
     download_into,
-    file_entries,
-    hash_files,
     plan_files,
+    push_files,
     push_manifest,
     resolve,
-    upload_layers,
 )
 
 
@@ -51,11 +49,10 @@ def push_model(
     """Push ``path`` as a model under ``ref`` (a minimal config)."""
     observer = observer or NullObserver()
     sources = collect_files(path)
-    layers = hash_files(sources, observer, cache=cache)
-    config = ModelConfig(name="m", files=tuple(file_entries(sources, layers)))
-    uploaded, skipped = upload_layers(client, ref, sources, layers, observer, concurrency, cache=cache)
-    manifest = push_manifest(client, ref, config, layers, {})
-    return Pushed(manifest, uploaded, skipped)
+    pushed = push_files(client, ref, sources, observer, concurrency, cache=cache)
+    config = ModelConfig(name="m", files=tuple(pushed.files))
+    manifest = push_manifest(client, ref, config, pushed.layers, {})
+    return Pushed(manifest, pushed.uploaded, pushed.skipped)
 
 
 def pull_model(
