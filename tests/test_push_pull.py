@@ -20,6 +20,7 @@ from ocimodel.descriptor import (
     Manifest,
 )
 from ocimodel.errors import DigestMismatchError, NotFoundError, UnsafeContentError, UsageError
+from ocimodel.installed import STATE_NAME as STATE  # the one file a successful pull adds
 from ocimodel.reference import Reference
 from transfer_helpers import everything, model_tree, tree
 
@@ -30,7 +31,6 @@ def oc(registry, docker_config):
         yield client
 
 
-STATE = ".ocimodel-state.json"  # the one file a successful pull adds beside the model
 
 
 @pytest.fixture
