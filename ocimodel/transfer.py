@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
 
+from .allocator import tune_for_streaming
 from .cache import BlobCache
 from .config import FileEntry, ModelConfig
 from .descriptor import (
@@ -161,6 +162,7 @@ def push_files(
     upload (HEAD to skip, ``PUT ?digest=``), so a file is still read twice the first time;
     the digest cache makes later pushes read it once.
     """
+    tune_for_streaming()
     claimed: set[str] = set()
     lock = threading.Lock()
 
@@ -328,6 +330,7 @@ def download_blob(
     current size; without it ``target`` is removed on any failure. Integrity failures always
     remove it: bytes that failed a check are never resumed from.
     """
+    tune_for_streaming()
     offset = resumable_size(target, layer.size) if resume else 0
     observer.begin(name, layer.size)
     try:
@@ -429,6 +432,7 @@ def download_into(
     in DEST after a failure (only ``DEST/.ocimodel*``, and only resumable partials).
     """
     check_destination(dest, [item.title for item in planned])
+    tune_for_streaming()
     existed = dest.exists() if dest_existed is None else dest_existed
     with DestinationLock(dest) if lock else contextlib.nullcontext():
         workspace = Workspace(dest)
