@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import bcrypt
@@ -51,6 +51,9 @@ STARTUP_TIMEOUT = 20.0
 TOKEN_SERVICE = "ocimodel-test-registry"
 TOKEN_ISSUER = "ocimodel-test-token-server"
 
+if TYPE_CHECKING:
+    from faultproxy import FaultProxy
+
 __all__ = [
     "LocalServer",
     "RecordedRequest",
@@ -62,7 +65,10 @@ __all__ = [
     "client",
     "docker_config",
     "fast_retry",
+    "fault_proxy",
+    "proxy_client",
     "proxy_registry",
+    "retry_sleeps",
     "registry",
     "repo",
     "tls_basic_registry",
@@ -580,4 +586,26 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def client(registry: RegistryServer, docker_config: Path) -> Iterator[RegistryClient]:
     """A RegistryClient for the plain-http ``registry`` (retries recorded, not slept)."""
     with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+        yield c
+
+
+@pytest.fixture
+def fault_proxy(registry: RegistryServer) -> "Iterator[FaultProxy]":
+    """A :class:`faultproxy.FaultProxy` in front of ``registry``, to inject faults and see requests."""
+    from faultproxy import FaultProxy
+
+    with FaultProxy(registry.host) as p:
+        yield p
+
+
+@pytest.fixture
+def retry_sleeps() -> list[float]:
+    """The sleeps ``proxy_client``'s retry policy asked for (recorded, not slept)."""
+    return []
+
+
+@pytest.fixture
+def proxy_client(fault_proxy: "FaultProxy", docker_config: Path, retry_sleeps: list[float]) -> Iterator[RegistryClient]:
+    """A client talking to the registry through ``fault_proxy``; short timeout, retries not slept."""
+    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(retry_sleeps), timeout=5.0) as c:
         yield c

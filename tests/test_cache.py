@@ -1,6 +1,6 @@
 """The local caches: file digests (no rehash of unchanged files), verified blobs (download a file
 once per machine), and blob locations (mount instead of upload). Bytes are counted on the wire
-by the fault proxy (with no fault configured), never timed."""
+by the fault fault_proxy (with no fault configured), never timed."""
 
 from __future__ import annotations
 
@@ -12,30 +12,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from faultproxy import FaultProxy
-from registry_fixtures import RegistryServer, fast_retry
 from transfer_helpers import pull_model, push_model, tree, write_random
 
 import ocimodel.transfer
 from ocimodel.cache import CACHE_DIR_ENV, BlobCache, default_cache_dir, open_cache
 from ocimodel.digestcache import DigestCache
 from ocimodel.reference import Reference
-from ocimodel.registry.client import RegistryClient
-from ocimodel.registry.credentials import CredentialStore
 
 KiB = 1024
 HOUR_AGO = time.time() - 3600
 
 
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.host) as p:
-        yield p
-
-
-@pytest.fixture
-def pclient(proxy: FaultProxy, docker_config: Path) -> Iterator[RegistryClient]:
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
-        yield c
 
 
 @pytest.fixture
@@ -66,28 +53,28 @@ def _model(root: Path, count: int = 8, size: int = 256 * KiB) -> dict[str, bytes
     return files
 
 
-def _layer_bytes(proxy: FaultProxy, digests: list[str]) -> int:
-    return sum(proxy.bytes_served(f"/blobs/{d}$") for d in digests)
+def _layer_bytes(fault_proxy: FaultProxy, digests: list[str]) -> int:
+    return sum(fault_proxy.bytes_served(f"/blobs/{d}$") for d in digests)
 
 
 # -- digest cache ---------------------------------------------------------------------------------
 
 
-def test_unchanged_file_is_not_rehashed_and_a_modified_one_is(pclient, proxy, repo, tmp_path, cache, hashed):
+def test_unchanged_file_is_not_rehashed_and_a_modified_one_is(proxy_client, fault_proxy, repo, tmp_path, cache, hashed):
     model = tmp_path / "model"
     _model(model, count=3)
-    ref = Reference(registry=proxy.host, repository=repo, tag="a")
-    push_model(pclient, model, ref, cache=cache)
+    ref = Reference(registry=fault_proxy.host, repository=repo, tag="a")
+    push_model(proxy_client, model, ref, cache=cache)
     assert len(hashed) == 3
     hashed.clear()
-    second = push_model(pclient, model, ref.with_tag("b"), cache=cache)
+    second = push_model(proxy_client, model, ref.with_tag("b"), cache=cache)
     assert hashed == []  # nothing read to hash
     assert (second.uploaded, second.skipped) == (0, 3)
 
     changed = model / "shard-1.bin"
     changed.write_bytes(os.urandom(100))
     os.utime(changed, (HOUR_AGO + 5, HOUR_AGO + 5))
-    third = push_model(pclient, model, ref, cache=cache)
+    third = push_model(proxy_client, model, ref, cache=cache)
     assert hashed == [changed]
     assert third.uploaded == 1
     assert {layer.title: layer.digest for layer in third.manifest.layers}["shard-1.bin"] != {
@@ -121,58 +108,58 @@ def test_recently_modified_file_is_not_remembered(tmp_path):
 
 
 def test_new_version_downloads_only_the_changed_file_and_repull_downloads_nothing(
-    pclient, proxy, repo, tmp_path, cache
+    proxy_client, fault_proxy, repo, tmp_path, cache
 ):
     model = tmp_path / "model"
     files = _model(model)
-    v1 = push_model(pclient, model, Reference(registry=proxy.host, repository=repo, tag="v1"), cache=cache)
-    pull_model(pclient, Reference(registry=proxy.host, repository=repo, tag="v1"), tmp_path / "d1", cache=cache)
+    v1 = push_model(proxy_client, model, Reference(registry=fault_proxy.host, repository=repo, tag="v1"), cache=cache)
+    pull_model(proxy_client, Reference(registry=fault_proxy.host, repository=repo, tag="v1"), tmp_path / "d1", cache=cache)
     total = sum(layer.size for layer in v1.manifest.layers)
-    assert total <= _layer_bytes(proxy, [layer.digest for layer in v1.manifest.layers]) < total + 8 * 4 * KiB
+    assert total <= _layer_bytes(fault_proxy, [layer.digest for layer in v1.manifest.layers]) < total + 8 * 4 * KiB
 
     files["shard-3.bin"] = write_random(model / "shard-3.bin", 256 * KiB + 3)
-    v2 = push_model(pclient, model, Reference(registry=proxy.host, repository=repo, tag="v2"), cache=cache)
-    proxy.clear()
-    pull_model(pclient, Reference(registry=proxy.host, repository=repo, tag="v2"), tmp_path / "d2", cache=cache)
+    v2 = push_model(proxy_client, model, Reference(registry=fault_proxy.host, repository=repo, tag="v2"), cache=cache)
+    fault_proxy.clear()
+    pull_model(proxy_client, Reference(registry=fault_proxy.host, repository=repo, tag="v2"), tmp_path / "d2", cache=cache)
     assert tree(tmp_path / "d2") == files
     one = len(files["shard-3.bin"])
-    downloaded = _layer_bytes(proxy, [layer.digest for layer in v2.manifest.layers])
+    downloaded = _layer_bytes(fault_proxy, [layer.digest for layer in v2.manifest.layers])
     assert one <= downloaded < one + 4 * KiB  # ~1/8 of the model
 
-    proxy.clear()
-    pull_model(pclient, Reference(registry=proxy.host, repository=repo, tag="v2"), tmp_path / "d3", cache=cache)
+    fault_proxy.clear()
+    pull_model(proxy_client, Reference(registry=fault_proxy.host, repository=repo, tag="v2"), tmp_path / "d3", cache=cache)
     assert tree(tmp_path / "d3") == files
-    assert _layer_bytes(proxy, [layer.digest for layer in v2.manifest.layers]) == 0
+    assert _layer_bytes(fault_proxy, [layer.digest for layer in v2.manifest.layers]) == 0
 
 
-def test_editing_a_pulled_file_never_reaches_a_later_pull(pclient, proxy, repo, tmp_path, cache):
+def test_editing_a_pulled_file_never_reaches_a_later_pull(proxy_client, fault_proxy, repo, tmp_path, cache):
     """A cold pull links its verified file into the cache (one write, not two); the entry is
     re-verified on every use, so an in-place edit in DEST is caught, evicted and re-fetched."""
     model = tmp_path / "model"
     files = _model(model, count=1)
-    ref = Reference(registry=proxy.host, repository=repo, tag="v1")
-    layer = push_model(pclient, model, ref).manifest.layers[0]
-    pull_model(pclient, ref, tmp_path / "d1", cache=cache)
+    ref = Reference(registry=fault_proxy.host, repository=repo, tag="v1")
+    layer = push_model(proxy_client, model, ref).manifest.layers[0]
+    pull_model(proxy_client, ref, tmp_path / "d1", cache=cache)
     entry = cache.blob_path(layer.digest)
     pulled = tmp_path / "d1" / "shard-0.bin"
     assert entry.stat().st_ino == pulled.stat().st_ino  # linked, not written twice
     with open(pulled, "r+b") as f:  # editing a pulled file in place...
         f.write(b"edited")
-    proxy.clear()
-    pull_model(pclient, ref, tmp_path / "d2", cache=cache)
+    fault_proxy.clear()
+    pull_model(proxy_client, ref, tmp_path / "d2", cache=cache)
     assert tree(tmp_path / "d2") == files  # ...does not reach the next pull
-    assert proxy.bytes_served(f"/blobs/{layer.digest}$") >= layer.size  # the bad entry was fetched again
+    assert fault_proxy.bytes_served(f"/blobs/{layer.digest}$") >= layer.size  # the bad entry was fetched again
     second = tmp_path / "d2" / "shard-0.bin"
     assert second.stat().st_ino != pulled.stat().st_ino
     assert pulled.read_bytes()[:6] == b"edited"  # and the user's edit is left alone
 
 
-def test_corrupt_or_truncated_cache_entry_is_evicted_and_downloaded_again(pclient, proxy, repo, tmp_path, cache):
+def test_corrupt_or_truncated_cache_entry_is_evicted_and_downloaded_again(proxy_client, fault_proxy, repo, tmp_path, cache):
     model = tmp_path / "model"
     files = _model(model, count=1)
-    ref = Reference(registry=proxy.host, repository=repo, tag="v1")
-    layer = push_model(pclient, model, ref).manifest.layers[0]
-    pull_model(pclient, ref, tmp_path / "d1", cache=cache)
+    ref = Reference(registry=fault_proxy.host, repository=repo, tag="v1")
+    layer = push_model(proxy_client, model, ref).manifest.layers[0]
+    pull_model(proxy_client, ref, tmp_path / "d1", cache=cache)
     entry = cache.blob_path(layer.digest)
     for damage in ("flip", "truncate"):
         entry.chmod(0o644)
@@ -182,23 +169,23 @@ def test_corrupt_or_truncated_cache_entry_is_evicted_and_downloaded_again(pclien
         else:
             del data[-1]
         entry.write_bytes(bytes(data))
-        proxy.clear()
+        fault_proxy.clear()
         dest = tmp_path / f"d-{damage}"
-        pull_model(pclient, ref, dest, cache=cache)
+        pull_model(proxy_client, ref, dest, cache=cache)
         assert tree(dest) == files
-        assert proxy.count(f"/blobs/{layer.digest}$", "GET") == 1  # downloaded again
+        assert fault_proxy.count(f"/blobs/{layer.digest}$", "GET") == 1  # downloaded again
         assert entry.read_bytes() == files["shard-0.bin"]  # and the cache repaired
 
 
-def test_unusable_cache_only_warns(pclient, proxy, repo, tmp_path, caplog):
+def test_unusable_cache_only_warns(proxy_client, fault_proxy, repo, tmp_path, caplog):
     model = tmp_path / "model"
     files = _model(model, count=2)
-    ref = Reference(registry=proxy.host, repository=repo, tag="v1")
-    push_model(pclient, model, ref)
+    ref = Reference(registry=fault_proxy.host, repository=repo, tag="v1")
+    push_model(proxy_client, model, ref)
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache directory should be")
     broken = BlobCache(blocker)
-    pull_model(pclient, ref, tmp_path / "out", cache=broken)
+    pull_model(proxy_client, ref, tmp_path / "out", cache=broken)
     assert tree(tmp_path / "out") == files
     assert "could not add" in caplog.text
 
@@ -206,33 +193,33 @@ def test_unusable_cache_only_warns(pclient, proxy, repo, tmp_path, caplog):
 # -- cross-repository mount -------------------------------------------------------------------------
 
 
-def test_blob_in_another_repository_is_mounted_not_uploaded(pclient, proxy, repo, tmp_path, cache):
+def test_blob_in_another_repository_is_mounted_not_uploaded(proxy_client, fault_proxy, repo, tmp_path, cache):
     model = tmp_path / "model"
     _model(model, count=3)
-    first = Reference(registry=proxy.host, repository=f"{repo}/a", tag="v1")
-    push_model(pclient, model, first, cache=cache)
-    proxy.clear()
-    second = Reference(registry=proxy.host, repository=f"{repo}/b", tag="v1")
-    pushed = push_model(pclient, model, second, cache=cache)
+    first = Reference(registry=fault_proxy.host, repository=f"{repo}/a", tag="v1")
+    push_model(proxy_client, model, first, cache=cache)
+    fault_proxy.clear()
+    second = Reference(registry=fault_proxy.host, repository=f"{repo}/b", tag="v1")
+    pushed = push_model(proxy_client, model, second, cache=cache)
     layer_digests = [layer.digest for layer in pushed.manifest.layers]
-    mounts = [parse_qs(urlsplit(e.path).query) for e in proxy.exchanges if e.method == "POST" and "mount=" in e.path]
+    mounts = [parse_qs(urlsplit(e.path).query) for e in fault_proxy.exchanges if e.method == "POST" and "mount=" in e.path]
     assert sorted(m["mount"][0] for m in mounts) == sorted(layer_digests)
     assert all(m["from"] == [f"{repo}/a"] for m in mounts)
-    assert proxy.count("/blobs/uploads/", "PUT") == 1  # only the (new) config blob was uploaded
-    assert proxy.count("/blobs/uploads/", "PATCH") == 0
-    assert all(pclient.blob_exists(second, d) for d in layer_digests)
+    assert fault_proxy.count("/blobs/uploads/", "PUT") == 1  # only the (new) config blob was uploaded
+    assert fault_proxy.count("/blobs/uploads/", "PATCH") == 0
+    assert all(proxy_client.blob_exists(second, d) for d in layer_digests)
 
 
-def test_pulled_blobs_are_remembered_for_mounting(pclient, proxy, repo, tmp_path, cache):
+def test_pulled_blobs_are_remembered_for_mounting(proxy_client, fault_proxy, repo, tmp_path, cache):
     model = tmp_path / "model"
     _model(model, count=2)
-    source = Reference(registry=proxy.host, repository=f"{repo}/upstream", tag="v1")
-    push_model(pclient, model, source)  # pushed by someone else: this cache knows nothing yet
-    pull_model(pclient, source, tmp_path / "out", cache=cache)
-    proxy.clear()
-    push_model(pclient, tmp_path / "out", Reference(registry=proxy.host, repository=f"{repo}/fork", tag="v1"), cache=cache)
-    assert proxy.count("mount=", "POST") == 2
-    assert proxy.count("/blobs/uploads/", "PUT") == 1  # the config only
+    source = Reference(registry=fault_proxy.host, repository=f"{repo}/upstream", tag="v1")
+    push_model(proxy_client, model, source)  # pushed by someone else: this cache knows nothing yet
+    pull_model(proxy_client, source, tmp_path / "out", cache=cache)
+    fault_proxy.clear()
+    push_model(proxy_client, tmp_path / "out", Reference(registry=fault_proxy.host, repository=f"{repo}/fork", tag="v1"), cache=cache)
+    assert fault_proxy.count("mount=", "POST") == 2
+    assert fault_proxy.count("/blobs/uploads/", "PUT") == 1  # the config only
 
 
 # -- where the cache lives ----------------------------------------------------------------------------

@@ -37,26 +37,11 @@ from ocimodel.transfer import NullObserver
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
-    with FaultProxy(registry.host) as p:
-        yield p
 
 
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
-
-@pytest.fixture
-def pclient(proxy: FaultProxy, docker_config: Path, sleeps: list[float]) -> Iterator[RegistryClient]:
-    """A client talking to the registry through the fault proxy; retry sleeps recorded, not slept."""
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(sleeps), timeout=5.0) as c:
-        yield c
-
-
-def _ref(proxy: FaultProxy, repo: str, tag: str = "v1") -> Reference:
-    return Reference(registry=proxy.host, repository=repo, tag=tag)
+def _ref(fault_proxy: FaultProxy, repo: str, tag: str = "v1") -> Reference:
+    return Reference(registry=fault_proxy.host, repository=repo, tag=tag)
 
 
 def _blob_path(digest: str) -> str:
@@ -76,15 +61,15 @@ def one_file_model(tmp_path: Path) -> tuple[Path, bytes]:
 # -- retries --------------------------------------------------------------------------------
 
 
-def test_503_retried_with_exponential_backoff(proxy, pclient, repo, one_file_model, tmp_path, sleeps):
+def test_503_retried_with_exponential_backoff(fault_proxy, proxy_client, repo, one_file_model, tmp_path, retry_sleeps):
     model, data = one_file_model
-    ref = _ref(proxy, repo)
-    push_model(pclient, model, ref)
-    proxy.add(Fault(method="GET", path="/manifests/", status=503, times=3))
-    pull_model(pclient, ref, tmp_path / "out")
+    ref = _ref(fault_proxy, repo)
+    push_model(proxy_client, model, ref)
+    fault_proxy.add(Fault(method="GET", path="/manifests/", status=503, times=3))
+    pull_model(proxy_client, ref, tmp_path / "out")
     assert tree(tmp_path / "out") == {"weights.bin": data}
-    assert sleeps == [0.25, 0.5, 1.0]  # jitter 0: half of base * 2^n, doubling
-    assert proxy.count("/manifests/", "GET") == 4
+    assert retry_sleeps == [0.25, 0.5, 1.0]  # jitter 0: half of base * 2^n, doubling
+    assert fault_proxy.count("/manifests/", "GET") == 4
 
 
 def test_jitter_spreads_waits_between_half_and_full_ceiling():
@@ -95,42 +80,42 @@ def test_jitter_spreads_waits_between_half_and_full_ceiling():
 
 
 @pytest.mark.parametrize("kind", ["seconds", "http-date"])
-def test_429_retry_after_honoured(proxy, pclient, repo, one_file_model, tmp_path, sleeps, kind):
+def test_429_retry_after_honoured(fault_proxy, proxy_client, repo, one_file_model, tmp_path, retry_sleeps, kind):
     model, _ = one_file_model
-    ref = _ref(proxy, repo)
-    push_model(pclient, model, ref)
+    ref = _ref(fault_proxy, repo)
+    push_model(proxy_client, model, ref)
     value = "7" if kind == "seconds" else email.utils.formatdate(time.time() + 9, usegmt=True)
-    proxy.add(Fault(method="GET", path="/manifests/", status=429, retry_after=value))
-    pull_model(pclient, ref, tmp_path / "out")
-    assert len(sleeps) == 1
+    fault_proxy.add(Fault(method="GET", path="/manifests/", status=429, retry_after=value))
+    pull_model(proxy_client, ref, tmp_path / "out")
+    assert len(retry_sleeps) == 1
     if kind == "seconds":
-        assert sleeps == [7.0]
+        assert retry_sleeps == [7.0]
     else:
-        assert 6.0 <= sleeps[0] <= 9.0
+        assert 6.0 <= retry_sleeps[0] <= 9.0
 
 
-def test_retry_after_beyond_total_cap_fails_fast_with_clear_error(proxy, pclient, repo, one_file_model, tmp_path, sleeps):
+def test_retry_after_beyond_total_cap_fails_fast_with_clear_error(fault_proxy, proxy_client, repo, one_file_model, tmp_path, retry_sleeps):
     model, _ = one_file_model
-    ref = _ref(proxy, repo)
-    push_model(pclient, model, ref)
-    proxy.add(Fault(method="GET", path="/manifests/", status=429, retry_after="3600"))
+    ref = _ref(fault_proxy, repo)
+    push_model(proxy_client, model, ref)
+    fault_proxy.add(Fault(method="GET", path="/manifests/", status=429, retry_after="3600"))
     with pytest.raises(NetworkError, match=r"\(429\) \(gave up after 1 attempt\(s\): the registry asked to wait 3600s more\)"):
-        pull_model(pclient, ref, tmp_path / "out")
-    assert sleeps == []
+        pull_model(proxy_client, ref, tmp_path / "out")
+    assert retry_sleeps == []
     assert not (tmp_path / "out").exists()
 
 
-def test_persistent_503_gives_up_with_clear_error(proxy, pclient, repo, one_file_model, tmp_path, sleeps):
+def test_persistent_503_gives_up_with_clear_error(fault_proxy, proxy_client, repo, one_file_model, tmp_path, retry_sleeps):
     model, _ = one_file_model
-    ref = _ref(proxy, repo)
-    push_model(pclient, model, ref)
-    proxy.add(Fault(method="GET", path="/manifests/", status=503, times=100))
+    ref = _ref(fault_proxy, repo)
+    push_model(proxy_client, model, ref)
+    fault_proxy.add(Fault(method="GET", path="/manifests/", status=503, times=100))
     with pytest.raises(NetworkError, match=r"refused GET manifest .* \(503\) \(gave up after 5 attempts\)"):
-        pull_model(pclient, ref, tmp_path / "out")
-    assert len(sleeps) == 4
+        pull_model(proxy_client, ref, tmp_path / "out")
+    assert len(retry_sleeps) == 4
 
 
-def test_upload_cut_midway_reopens_the_file_not_the_consumed_body(proxy, pclient, repo, tmp_path):
+def test_upload_cut_midway_reopens_the_file_not_the_consumed_body(fault_proxy, proxy_client, repo, tmp_path):
     data = os.urandom(3 * MiB + 7)
     descriptor = Descriptor.from_bytes(LAYER_MEDIA_TYPE, data)
     opened = []
@@ -140,11 +125,11 @@ def test_upload_cut_midway_reopens_the_file_not_the_consumed_body(proxy, pclient
         # A generator: once consumed it cannot be rewound, so a retry must call us again.
         return (data[i : i + 256 * 1024] for i in range(0, len(data), 256 * 1024))
 
-    proxy.add(Fault(method="PUT", path="/blobs/uploads/", cut_request_after=MiB))
-    assert pclient.push_blob(_ref(proxy, repo), descriptor, open_chunks) is True
+    fault_proxy.add(Fault(method="PUT", path="/blobs/uploads/", cut_request_after=MiB))
+    assert proxy_client.push_blob(_ref(fault_proxy, repo), descriptor, open_chunks) is True
     assert len(opened) == 2
-    assert pclient.blob_exists(_ref(proxy, repo), descriptor.digest)
-    assert pclient.fetch_blob_bytes(_ref(proxy, repo), descriptor, max_size=len(data)) == data
+    assert proxy_client.blob_exists(_ref(fault_proxy, repo), descriptor.digest)
+    assert proxy_client.fetch_blob_bytes(_ref(fault_proxy, repo), descriptor, max_size=len(data)) == data
 
 
 # -- resume -----------------------------------------------------------------------------------
@@ -156,18 +141,18 @@ def _range_start(head: bytes) -> int:
     return int(match.group(1))
 
 
-def _range_requests(proxy: FaultProxy, digest: str) -> list[bytes]:
-    return [e.head for e in proxy.exchanges if e.method == "GET" and e.path.endswith(digest)]
+def _range_requests(fault_proxy: FaultProxy, digest: str) -> list[bytes]:
+    return [e.head for e in fault_proxy.exchanges if e.method == "GET" and e.path.endswith(digest)]
 
 
-def test_reset_mid_blob_resumes_with_range_and_verifies_whole_digest(proxy, pclient, repo, one_file_model, tmp_path):
+def test_reset_mid_blob_resumes_with_range_and_verifies_whole_digest(fault_proxy, proxy_client, repo, one_file_model, tmp_path):
     model, data = one_file_model
-    ref = _ref(proxy, repo)
-    layer = push_model(pclient, model, ref).manifest.layers[0]
-    proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=3 * MiB))
-    pull_model(pclient, ref, tmp_path / "out")
+    ref = _ref(fault_proxy, repo)
+    layer = push_model(proxy_client, model, ref).manifest.layers[0]
+    fault_proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=3 * MiB))
+    pull_model(proxy_client, ref, tmp_path / "out")
     assert tree(tmp_path / "out") == {"weights.bin": data}
-    gets = [e for e in proxy.exchanges if e.method == "GET" and e.path.endswith(layer.digest)]
+    gets = [e for e in fault_proxy.exchanges if e.method == "GET" and e.path.endswith(layer.digest)]
     assert len(gets) == 2 and b"range: bytes=" not in gets[0].head.lower()
     # The reset discards what the client had not read yet: it resumes from what it really got,
     # and the second GET serves only the rest.
@@ -176,68 +161,68 @@ def test_reset_mid_blob_resumes_with_range_and_verifies_whole_digest(proxy, pcli
     assert len(data) - offset < gets[1].response_bytes < len(data) - offset + 4096
 
 
-def test_stall_times_out_then_resumes(proxy, repo, one_file_model, tmp_path, docker_config):
+def test_stall_times_out_then_resumes(fault_proxy, repo, one_file_model, tmp_path, docker_config):
     model, data = one_file_model
     with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(), timeout=0.5) as c:
-        ref = _ref(proxy, repo)
+        ref = _ref(fault_proxy, repo)
         layer = push_model(c, model, ref).manifest.layers[0]
-        proxy.add(Fault(method="GET", path=_blob_path(layer.digest), stall=3.0, stall_after=2 * MiB))
+        fault_proxy.add(Fault(method="GET", path=_blob_path(layer.digest), stall=3.0, stall_after=2 * MiB))
         pull_model(c, ref, tmp_path / "out")
     assert tree(tmp_path / "out") == {"weights.bin": data}
-    assert b"range: bytes=" in _range_requests(proxy, layer.digest)[-1].lower()
+    assert b"range: bytes=" in _range_requests(fault_proxy, layer.digest)[-1].lower()
 
 
-def test_failed_pull_keeps_partial_only_under_ocimodel_and_next_pull_resumes(proxy, pclient, repo, one_file_model, tmp_path):
+def test_failed_pull_keeps_partial_only_under_ocimodel_and_next_pull_resumes(fault_proxy, proxy_client, repo, one_file_model, tmp_path):
     model, data = one_file_model
-    ref = _ref(proxy, repo)
-    layer = push_model(pclient, model, ref).manifest.layers[0]
+    ref = _ref(fault_proxy, repo)
+    layer = push_model(proxy_client, model, ref).manifest.layers[0]
     dest = tmp_path / "out"
     dest.mkdir()
     (dest / "keep.txt").write_text("mine")
-    proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=5 * MiB))
-    proxy.add(Fault(method="GET", path=_blob_path(layer.digest), status=503, times=100))
+    fault_proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=5 * MiB))
+    fault_proxy.add(Fault(method="GET", path=_blob_path(layer.digest), status=503, times=100))
     with pytest.raises(NetworkError):
-        pull_model(pclient, ref, dest)
+        pull_model(proxy_client, ref, dest)
     assert everything(dest) == sorted([".ocimodel-partial", f".ocimodel-partial/{layer.digest.replace(':', '-')}", "keep.txt"])
     partial = (dest / PARTIAL_DIR / layer.digest.replace(":", "-")).stat().st_size
     assert 0 < partial <= 5 * MiB  # a reset drops what the client had not read yet
 
-    proxy.clear()
-    pull_model(pclient, ref, dest)
+    fault_proxy.clear()
+    pull_model(proxy_client, ref, dest)
     assert tree(dest) == {"keep.txt": b"mine", "weights.bin": data}
     assert everything(dest) == ["keep.txt", "weights.bin"]
-    heads = _range_requests(proxy, layer.digest)
+    heads = _range_requests(fault_proxy, layer.digest)
     assert len(heads) == 1 and f"range: bytes={partial}-".encode() in heads[0].lower()
-    assert proxy.bytes_served(_blob_path(layer.digest)) < len(data) - partial + 64 * 1024
+    assert fault_proxy.bytes_served(_blob_path(layer.digest)) < len(data) - partial + 64 * 1024
 
 
-def test_corrupt_partial_is_discarded_and_downloaded_again(proxy, pclient, repo, one_file_model, tmp_path):
+def test_corrupt_partial_is_discarded_and_downloaded_again(fault_proxy, proxy_client, repo, one_file_model, tmp_path):
     model, data = one_file_model
-    ref = _ref(proxy, repo)
-    layer = push_model(pclient, model, ref).manifest.layers[0]
+    ref = _ref(fault_proxy, repo)
+    layer = push_model(proxy_client, model, ref).manifest.layers[0]
     dest = tmp_path / "out"
     partial = dest / PARTIAL_DIR / layer.digest.replace(":", "-")
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"\0" * MiB)  # bad bytes, as a crash might leave
-    pull_model(pclient, ref, dest)
+    pull_model(proxy_client, ref, dest)
     assert tree(dest) == {"weights.bin": data}
-    heads = _range_requests(proxy, layer.digest)
+    heads = _range_requests(fault_proxy, layer.digest)
     assert len(heads) == 2 and b"range: bytes=1048576-" in heads[0].lower() and b"range" not in heads[1].lower()
 
 
-def test_integrity_failure_deletes_partial_and_leaves_nothing(proxy, pclient, registry, repo, one_file_model, tmp_path):
+def test_integrity_failure_deletes_partial_and_leaves_nothing(fault_proxy, proxy_client, registry, repo, one_file_model, tmp_path):
     model, _ = one_file_model
-    ref = _ref(proxy, repo)
-    layer = push_model(pclient, model, ref).manifest.layers[0]
+    ref = _ref(fault_proxy, repo)
+    layer = push_model(proxy_client, model, ref).manifest.layers[0]
     blob = registry.blob_path(layer.digest)
     tampered = bytearray(blob.read_bytes())
     tampered[-10] ^= 0xFF
     blob.write_bytes(bytes(tampered))
     try:
-        proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=2 * MiB))
+        fault_proxy.add(Fault(method="GET", path=_blob_path(layer.digest), cut_response_after=2 * MiB))
         dest = tmp_path / "out"
         with pytest.raises(DigestMismatchError):
-            pull_model(pclient, ref, dest)
+            pull_model(proxy_client, ref, dest)
         assert not dest.exists()  # no partial kept from bytes that failed the check
     finally:
         tampered[-10] ^= 0xFF
@@ -253,14 +238,14 @@ def _cli_env(docker_config: Path, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_pull_killed_with_sigkill_resumes_from_partial(proxy, pclient, repo, tmp_path, docker_config):
+def test_pull_killed_with_sigkill_resumes_from_partial(fault_proxy, proxy_client, repo, tmp_path, docker_config):
     model = tmp_path / "model"
     data = write_random(model / "big.bin", 48 * MiB + 5)
-    ref = _ref(proxy, repo)
-    layer = push_model(pclient, model, ref).manifest.layers[0]
+    ref = _ref(fault_proxy, repo)
+    layer = push_model(proxy_client, model, ref).manifest.layers[0]
     dest = tmp_path / "out"
     partial = dest / PARTIAL_DIR / layer.digest.replace(":", "-")
-    proxy.add(Fault(method="GET", path=_blob_path(layer.digest), stall=60.0, stall_after=20 * MiB))
+    fault_proxy.add(Fault(method="GET", path=_blob_path(layer.digest), stall=60.0, stall_after=20 * MiB))
     env = _cli_env(docker_config, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "ocimodel", "pull", str(ref), str(dest)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -277,14 +262,14 @@ def test_pull_killed_with_sigkill_resumes_from_partial(proxy, pclient, repo, tmp
     kept = partial.stat().st_size
     assert _only_our_state(dest)
 
-    proxy.clear()
+    fault_proxy.clear()
     done = subprocess.run([sys.executable, "-m", "ocimodel", "pull", str(ref), str(dest)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert model_tree(dest) == {"big.bin": data} and everything(dest) == [STATE_NAME, "big.bin"]
-    heads = _range_requests(proxy, layer.digest)
+    heads = _range_requests(fault_proxy, layer.digest)
     assert len(heads) == 1 and f"range: bytes={kept}-".encode() in heads[0].lower()
-    assert proxy.bytes_served(_blob_path(layer.digest)) < len(data) - kept + 64 * 1024
+    assert fault_proxy.bytes_served(_blob_path(layer.digest)) < len(data) - kept + 64 * 1024
 
 
 def test_registry_killed_mid_push_then_push_again_uploads_only_missing(tmp_path, docker_config):
@@ -407,13 +392,13 @@ def test_expired_token_is_refreshed_mid_transfer(token_registry, tmp_path, docke
 # -- concurrent pulls, locking, free space -----------------------------------------------------
 
 
-def test_two_concurrent_cli_pulls_into_one_dest(proxy, pclient, repo, tmp_path, docker_config):
+def test_two_concurrent_cli_pulls_into_one_dest(fault_proxy, proxy_client, repo, tmp_path, docker_config):
     model = tmp_path / "model"
     files = {f"part{i}.bin": write_random(model / f"part{i}.bin", 2 * MiB + i) for i in range(3)}
-    ref = _ref(proxy, repo)
-    push_model(pclient, model, ref)
+    ref = _ref(fault_proxy, repo)
+    push_model(proxy_client, model, ref)
     # Slow the first blob download so the two pulls overlap.
-    proxy.add(Fault(method="GET", path="/blobs/sha256:", stall=1.0, stall_after=MiB))
+    fault_proxy.add(Fault(method="GET", path="/blobs/sha256:", stall=1.0, stall_after=MiB))
     dest = tmp_path / "out"
     env = _cli_env(docker_config, tmp_path)
     procs = [
@@ -427,10 +412,10 @@ def test_two_concurrent_cli_pulls_into_one_dest(proxy, pclient, repo, tmp_path, 
     assert model_tree(dest) == files and everything(dest) == sorted([STATE_NAME, *files])
 
 
-def test_concurrent_thread_pulls_into_one_dest(proxy, repo, tmp_path, docker_config):
+def test_concurrent_thread_pulls_into_one_dest(fault_proxy, repo, tmp_path, docker_config):
     model = tmp_path / "model"
     files = {f"p{i}.bin": write_random(model / f"p{i}.bin", MiB + i) for i in range(4)}
-    ref = _ref(proxy, repo)
+    ref = _ref(fault_proxy, repo)
     errors: list[BaseException] = []
 
     def pull(dest: Path) -> None:
@@ -479,24 +464,24 @@ def _fake_disk_usage(free: int):
     return usage
 
 
-def test_free_space_checked_before_writing(proxy, pclient, repo, one_file_model, tmp_path, monkeypatch):
+def test_free_space_checked_before_writing(fault_proxy, proxy_client, repo, one_file_model, tmp_path, monkeypatch):
     model, data = one_file_model
-    ref = _ref(proxy, repo)
-    layer = push_model(pclient, model, ref).manifest.layers[0]
+    ref = _ref(fault_proxy, repo)
+    layer = push_model(proxy_client, model, ref).manifest.layers[0]
     monkeypatch.setattr(shutil, "disk_usage", _fake_disk_usage(len(data) - 1))
     dest = tmp_path / "out"
     with pytest.raises(UsageError, match=r"not enough free space in .*: the pull needs 8\.0 MiB, 8\.0 MiB is free"):
-        pull_model(pclient, ref, dest)
+        pull_model(proxy_client, ref, dest)
     assert not dest.exists()
-    assert proxy.count(_blob_path(layer.digest), "GET") == 0  # refused before downloading a byte
+    assert fault_proxy.count(_blob_path(layer.digest), "GET") == 0  # refused before downloading a byte
     dest.mkdir()
     (dest / "keep.txt").write_text("mine")
     with pytest.raises(UsageError):
-        pull_model(pclient, ref, dest)
+        pull_model(proxy_client, ref, dest)
     assert everything(dest) == ["keep.txt"]
     # What a partial download already holds does not need space again.
     partial = dest / PARTIAL_DIR / layer.digest.replace(":", "-")
     partial.parent.mkdir()
     partial.write_bytes(data[:MiB])
-    pull_model(pclient, ref, dest)
+    pull_model(proxy_client, ref, dest)
     assert tree(dest) == {"keep.txt": b"mine", "weights.bin": data}

@@ -19,6 +19,7 @@ from ocimodel.files import collect_files
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
 from ocimodel.transfer import (
+    STREAM_MIN_SIZE,
     NullObserver,
     ResolvedModel,
     TransferObserver,
@@ -45,11 +46,12 @@ def push_model(
     cache: BlobCache | None = None,
     concurrency: int = 2,
     observer: TransferObserver | None = None,
+    stream_min: int = STREAM_MIN_SIZE,
 ) -> Pushed:
     """Push ``path`` as a model under ``ref`` (a minimal config)."""
     observer = observer or NullObserver()
     sources = collect_files(path)
-    pushed = push_files(client, ref, sources, observer, concurrency, cache=cache)
+    pushed = push_files(client, ref, sources, observer, concurrency, cache=cache, stream_min=stream_min)
     config = ModelConfig(name="m", files=tuple(pushed.files))
     manifest = push_manifest(client, ref, config, pushed.layers, {})
     return Pushed(manifest, pushed.uploaded, pushed.skipped)

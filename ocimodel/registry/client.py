@@ -24,6 +24,7 @@ import re
 import ssl
 import threading
 import time
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -229,14 +230,16 @@ class _UploadBody:
     """Reopenable upload body: pieces ≤ 1 MiB, exactly ``size`` bytes, progress reported.
 
     ``progress`` gets byte increments; when the body is reopened for a retry it first gets the
-    negative of what the abandoned attempt reported, so a running total stays right.
+    negative of what the abandoned attempt reported, so a running total stays right. ``what``
+    names the content in errors.
     """
 
     def __init__(
-        self, open_chunks: BodyFactory, descriptor: Descriptor, progress: Callable[[int], None] | None
+        self, open_chunks: BodyFactory, size: int, what: str, progress: Callable[[int], None] | None
     ) -> None:
         self._open_chunks = open_chunks
-        self._descriptor = descriptor
+        self._size = size
+        self._what = what
         self._progress = progress
         self._reported = 0
 
@@ -248,13 +251,13 @@ class _UploadBody:
         return self._pieces(self._open_chunks())
 
     def _pieces(self, source: Iterable[bytes]) -> Iterator[bytes]:
-        size = self._descriptor.size
+        size = self._size
         sent = 0
         for piece in split_pieces(source, PIECE_SIZE):
             sent += len(piece)
             if sent > size:
                 raise SizeMismatchError(
-                    f"content of blob {self._descriptor.digest} is longer than its declared {size} bytes "
+                    f"content of {self._what} is longer than its declared {size} bytes "
                     "(did the file change while pushing?)"
                 )
             if self._progress:
@@ -263,9 +266,19 @@ class _UploadBody:
             yield piece
         if sent != size:
             raise SizeMismatchError(
-                f"content of blob {self._descriptor.digest} is {sent} bytes, not its declared {size} "
+                f"content of {self._what} is {sent} bytes, not its declared {size} "
                 "(did the file change while pushing?)"
             )
+
+
+class StreamedUploadFailed(Exception):
+    """A streamed upload (:meth:`RegistryClient.push_blob_streamed`) did not complete; nothing
+    was committed. The caller falls back to :meth:`RegistryClient.push_blob`, whose retries and
+    checks then give the authoritative outcome (the message says what went wrong)."""
+
+
+class _Abandoned(Exception):
+    """Raised from inside a streamed upload's body: the blob need not be uploaded after all."""
 
 
 def split_pieces(source: Iterable[bytes], limit: int) -> Iterator[bytes]:
@@ -397,6 +410,7 @@ class RegistryClient:
         self._mirror_lock = threading.Lock()
         self._mirror_down: dict[Mirror, float] = {}  # mirror → monotonic time to try it again
         self._mirror_bad: set[tuple[Mirror, str]] = set()  # (mirror, digest) that failed verification
+        self._no_streamed_uploads: set[str] = set()  # registries that refused push_blob_streamed
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -446,9 +460,104 @@ class RegistryClient:
         # HEAD with the push scopes: one token serves the whole upload.
         if self._head_blob(ref, descriptor.digest, op):
             return False
-        body = _UploadBody(open_chunks, descriptor, progress)
+        body = _UploadBody(open_chunks, descriptor.size, f"blob {descriptor.digest}", progress)
         self.retry.run(lambda: self._upload(ref, descriptor, body, op, mount_from, chunked))
         return True
+
+    def streams_uploads(self, registry: str) -> bool:
+        """False once a streamed upload to ``registry`` failed (see :meth:`push_blob_streamed`)."""
+        return registry_key(registry) not in self._no_streamed_uploads
+
+    def stop_streaming_uploads(self, registry: str) -> None:
+        """Use only hash-then-upload with ``registry`` from now on (it refused a streamed upload)."""
+        self._no_streamed_uploads.add(registry_key(registry))
+
+    def mount_blob(self, ref: Reference, digest: str, from_repository: str) -> bool:
+        """Mount blob ``digest`` from another repository of the same registry; True if mounted.
+
+        A registry that declines (no such blob there, no permission, no mount support) answers
+        with an upload session instead, which is cancelled: False.
+        """
+        scopes = [repository_scope(ref.repository, "pull", "push"), repository_scope(from_repository, "pull")]
+        op = self._op(ref, "mount", f"blob {digest} from {from_repository} to {ref.repository}", scopes=scopes)
+        session = self.retry.run(lambda: self._start_upload(ref, digest, op, from_repository))
+        if session is None:
+            return True
+        self._cancel_upload(session, op)
+        return False
+
+    def push_blob_streamed(
+        self,
+        ref: Reference,
+        size: int,
+        open_chunks: BodyFactory,
+        decision: "Future[str | None]",
+        *,
+        what: str = "blob",
+        progress: Callable[[int], None] | None = None,
+    ) -> str | None:
+        """Upload ``size`` bytes whose digest is still being computed; returns it, or None.
+
+        Reads the content once instead of twice (hash, then upload): it goes out in one
+        streamed PATCH while ``decision`` resolves elsewhere, either to the digest (the upload
+        is completed with ``PUT ?digest=``, which makes the registry check it) or to None (the
+        registry turned out to have the blob already, say: the upload is abandoned as soon as
+        that is known, and the session deleted). An exception in ``decision`` propagates.
+
+        Raises :class:`StreamedUploadFailed` when the registry does not take a whole blob in
+        one PATCH (GHCR caps PATCH bodies at 4 MiB), the connection fails, or the registry
+        disagrees on the digest: nothing is committed, and the caller falls back to
+        :meth:`push_blob`, which has the retries. Authentication errors propagate.
+        """
+        op = self._op(ref, "push", f"{what} to {ref.repository}", scopes=[repository_scope(ref.repository, "pull", "push")])
+        body = _UploadBody(open_chunks, size, what, progress)
+
+        def pieces() -> Iterator[bytes]:
+            for piece in body.open():
+                if decision.done() and (decision.exception() is not None or decision.result() is None):
+                    raise _Abandoned()
+                yield piece
+
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+            "Content-Range": f"0-{size - 1}",
+        }
+        session: _UploadSession | None = None
+        try:
+            session = self._start_upload(ref, None, op, None)
+            assert session is not None  # only a mount returns None
+            with self._open("PATCH", session.location, op, headers=headers, body=pieces, retry=False) as response:
+                location = response.headers.get("location")
+                if response.status_code != 202 or not location:
+                    raise self._upload_error(response, op)
+                session = replace(session, location=response.url.join(location))
+            digest = decision.result()
+            if digest is not None:
+                url = session.location.copy_merge_params({"digest": digest})
+                with self._open("PUT", url, op, headers={"Content-Length": "0"}, retry=False) as response:
+                    if response.status_code not in (201, 204):
+                        raise self._upload_error(response, op)
+                return digest
+        except _Abandoned:
+            pass
+        except AuthError:
+            raise
+        except (RegistryError, NetworkError, IntegrityError, RetryableFailure) as exc:
+            self._cancel_upload(session, op)
+            raise StreamedUploadFailed(str(exc)) from exc
+        self._cancel_upload(session, op)
+        return decision.result()  # None, or the exception that stopped the decision
+
+    def _cancel_upload(self, session: _UploadSession | None, op: _Op) -> None:
+        """Best effort: tell the registry an upload session is dead (it expires anyway)."""
+        if session is None:
+            return
+        try:
+            with self._open("DELETE", session.location, op, retry=False):
+                pass
+        except (OcimodelError, RetryableFailure):
+            logger.debug("could not cancel upload session %s", session.location)
 
     def push_blob_bytes(self, ref: Reference, media_type: str, data: bytes) -> Descriptor:
         """Upload a small in-memory blob (a config, say); returns its descriptor."""
@@ -716,24 +825,24 @@ class RegistryClient:
         self, ref: Reference, descriptor: Descriptor, body: _UploadBody, op: _Op, mount_from: str | None, chunked: bool
     ) -> None:
         """One whole upload attempt; RetryableFailure restarts it from the POST."""
-        session = self._start_upload(ref, descriptor, op, mount_from)
+        session = self._start_upload(ref, descriptor.digest, op, mount_from)
         if session is None:
             return  # mounted
         if not chunked:
             if self._put_whole(descriptor, body, op, session):
                 return
             # Refused as too large for one request; that session is spent, so start another.
-            session = self._start_upload(ref, descriptor, op, None)
+            session = self._start_upload(ref, descriptor.digest, op, None)
             assert session is not None  # only a mount returns None
         self._upload_chunks(descriptor, body, op, session)
 
     def _start_upload(
-        self, ref: Reference, descriptor: Descriptor, op: _Op, mount_from: str | None
+        self, ref: Reference, digest: str | None, op: _Op, mount_from: str | None
     ) -> _UploadSession | None:
-        """POST an upload session; None if the blob got mounted instead."""
+        """POST an upload session; None if the blob (``digest``) got mounted instead."""
         url = self._url(op, ref, "blobs", "uploads", "")
-        if mount_from:
-            url = url.copy_merge_params({"mount": descriptor.digest, "from": mount_from})
+        if mount_from and digest:
+            url = url.copy_merge_params({"mount": digest, "from": mount_from})
         with self._open("POST", url, op, retry=False) as response:
             if response.status_code == 201 and mount_from:
                 return None
