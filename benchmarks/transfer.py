@@ -233,6 +233,10 @@ class Bench:
         from this (large) process would report at least *our* peak RSS. The spawner is a bare
         ``python -I -S`` (about 8 MiB) that forks, execs ``argv`` and reports wait4's rusage.
         """
+        # Untimed: write back what earlier commands left dirty (the last push's blob in the
+        # registry's storage, the last pull's files), so no command pays for its predecessor's
+        # writes. Without it, pull times here swung 1-3.5 s with the kernel's writeback.
+        os.sync()
         out = tempfile.TemporaryFile(dir=self.workdir)
         err = tempfile.TemporaryFile(dir=self.workdir)
         report = self.workdir / f"rusage-{uuid.uuid4().hex[:8]}.json"

@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from . import __version__, installed, safety
-from . import stages as stages_mod
 from . import lineage as lineage_mod
 from .cache import BlobCache, open_cache
 from .config import CodeInfo, Dataset, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
@@ -30,23 +29,8 @@ from .descriptor import (
 from .destination import DestinationLock, check_destination
 from .errors import OcimodelError, UsageError
 from .files import collect_files
-from .gitinfo import detect_code
-from .provenance import (  # keygen, verify_blob and verify_bundle: re-exported verbs
-    SignResult,
-    VerifyResult,
-    keygen,  # noqa: F401
-    list_signatures,
-    require_signature,
-    sign,
-    signature_dict,
-    verify,
-    verify_blob,  # noqa: F401
-    verify_bundle,  # noqa: F401
-)
 from .reference import Reference, validate_digest
 from .registry.client import RegistryClient
-from .scan import ScanReport, scan_path
-from .signing.policy import VerificationPolicy
 from .transfer import (
     DEFAULT_CONCURRENCY,
     NullObserver,
@@ -59,6 +43,35 @@ from .transfer import (
     push_manifest,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from . import stages as stages_mod
+    from .provenance import SignResult, VerifyResult
+    from .scan import ScanReport
+    from .signing.policy import VerificationPolicy
+
+# Imported on first use, not with this module: signing (cryptography), stages and the
+# scanner's reporting cost start-up time that push and pull without them need not pay.
+_LAZY_EXPORTS = {
+    "keygen": "provenance",  # re-exported verbs
+    "sign": "provenance",
+    "verify": "provenance",
+    "verify_blob": "provenance",
+    "verify_bundle": "provenance",
+    "SignResult": "provenance",
+    "VerifyResult": "provenance",
+    "ScanReport": "scan",
+    "VerificationPolicy": "signing.policy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __package__), name)
 
 
 def _source_date_epoch() -> int | None:
@@ -191,6 +204,8 @@ def _code_info(code: CodeInfo | bool | None, root: Path) -> CodeInfo | None:
         return code
     if code is False:
         return None
+    from .gitinfo import detect_code
+
     return detect_code(root.resolve())
 
 
@@ -400,6 +415,8 @@ class Client:
             safety.check_config_scan(model.config)
         verification: dict[str, Any] | None = None
         if policy is not None:
+            from .provenance import require_signature, signature_dict
+
             signers = require_signature(self.registry, model.reference, policy)
             verification = {"verified": True, "signers": [signature_dict(s) for s in signers]}
             emit("verified", {"digest": model.digest, "signers": [s.signer for s in signers]})
@@ -473,6 +490,8 @@ class Client:
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         model = resolve(self.registry, reference, allow_any_type=allow_any_type)
         manifest = model.manifest
+        from .provenance import list_signatures
+
         return InspectResult(
             reference=str(reference),
             digest=model.digest,
@@ -498,6 +517,8 @@ class Client:
         :func:`ocimodel.safety.scan_model` for ``max_blob_bytes`` and what is digest-verified).
         """
         if isinstance(target, Path) or os.path.lexists(target):
+            from .scan import scan_path
+
             report = scan_path(Path(target))
             report.subject = str(target)
             return report
@@ -511,10 +532,14 @@ class Client:
     # ------------------------------------------------------------------------ provenance
     def sign(self, ref: str | Reference, **kwargs: Any) -> SignResult:
         """Sign the manifest at ``ref``; see :func:`ocimodel.provenance.sign`."""
+        from .provenance import sign
+
         return sign(ref, registry=self.registry, **kwargs)
 
     def verify(self, ref: str | Reference, policy: VerificationPolicy) -> VerifyResult:
         """Verify the signatures of ``ref``; see :func:`ocimodel.provenance.verify`."""
+        from .provenance import verify
+
         return verify(ref, policy, registry=self.registry)
 
     def tags(self, repository: str | Reference, *, include_internal: bool = False) -> list[str]:
@@ -525,7 +550,9 @@ class Client:
         """
         reference = repository if isinstance(repository, Reference) else Reference.parse_repository(repository)
         found = self.registry.list_tags(reference)
-        return found if include_internal else [t for t in found if not stages_mod.is_internal_tag(t)]
+        from .stages import is_internal_tag
+
+        return found if include_internal else [t for t in found if not is_internal_tag(t)]
 
     # ------------------------------------------------------------------------- lifecycle
     def _gate(self, policy: VerificationPolicy | None) -> Callable[[Reference], object] | None:
@@ -533,11 +560,15 @@ class Client:
         if policy is None:
             return None
         policy.validate()
+        from .provenance import require_signature
+
         return lambda model: require_signature(self.registry, model, policy)
 
     def _record_signer(self, options: RecordSigning | None) -> Callable[[Reference], object] | None:
         if options is None:
             return None
+        from .provenance import sign
+
         return lambda record: sign(
             record,
             key=options.key,
@@ -561,6 +592,8 @@ class Client:
         With ``policy`` the model's signature is verified first and nothing moves if it fails;
         with ``sign_record`` the promotion record is signed (keyless, or with a key).
         """
+        from . import stages as stages_mod
+
         return stages_mod.promote(
             self.registry, ref, stage, reason=reason, actor=actor,
             verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
@@ -579,6 +612,8 @@ class Client:
         sign_record: RecordSigning | None = None,
     ) -> stages_mod.PromotionResult:
         """Move ``stage`` back ``steps`` promotions (or to the digest ``to``), recorded as a rollback."""
+        from . import stages as stages_mod
+
         return stages_mod.rollback(
             self.registry, repository, stage, to=to, steps=steps, reason=reason, actor=actor,
             verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
@@ -586,6 +621,8 @@ class Client:
 
     def stages(self, repository: str | Reference) -> list[stages_mod.StageInfo]:
         """Every stage of ``repository``: digest, version tags, last promotion."""
+        from . import stages as stages_mod
+
         return stages_mod.stages(self.registry, repository)
 
     def history(
@@ -595,14 +632,20 @@ class Client:
 
         With ``policy``, signed records are verified against it.
         """
+        from . import stages as stages_mod
+
         return stages_mod.history(self.registry, repository, stage, verify_signature=self._gate(policy))
 
     def plan_delete(self, ref: str | Reference) -> stages_mod.DeletePlan:
         """What :meth:`delete` would remove (changes nothing)."""
+        from . import stages as stages_mod
+
         return stages_mod.plan_delete(self.registry, ref)
 
     def delete(self, ref: str | Reference, *, force: bool = False) -> stages_mod.DeletePlan:
         """Delete a tag or a manifest; refuses a digest a stage points at unless ``force``."""
+        from . import stages as stages_mod
+
         return stages_mod.delete(self.registry, ref, force=force)
 
     def lineage(self, ref: str | Reference, *, depth: int = lineage_mod.DEFAULT_DEPTH) -> lineage_mod.LineageNode:

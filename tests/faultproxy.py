@@ -11,7 +11,8 @@ Faults are :class:`Fault` rules, added or changed at runtime; the first rule mat
 
 - answer ``status`` itself (503, 429 with ``Retry-After``...) without asking the registry;
 - cut the connection (TCP reset) after ``cut_response_after`` bytes of the response or
-  ``cut_request_after`` bytes of the request;
+  ``cut_request_after`` bytes of the request, or close it cleanly (FIN, as a server that
+  gives up does) after ``close_response_after`` bytes of the response;
 - ``stall`` for some seconds after ``stall_after`` response bytes, then carry on.
 
 Every loop is bounded (socket timeouts, an idle limit) and all threads are daemons, so a broken
@@ -43,6 +44,7 @@ class Fault:
     status: int | None = None
     retry_after: str | None = None
     cut_response_after: int | None = None
+    close_response_after: int | None = None  # like cut_response_after, but a clean close (FIN)
     cut_request_after: int | None = None
     stall: float = 0.0
     stall_after: int = 0
@@ -240,12 +242,18 @@ class FaultProxy:
                     data = data[keep:]
                     stalled = True
                     self._stopped.wait(fault.stall)
-                if fault and fault.cut_response_after is not None:
-                    allowed = fault.cut_response_after - exchange.response_bytes
+                limit = None if fault is None else (
+                    fault.cut_response_after if fault.cut_response_after is not None else fault.close_response_after
+                )
+                if fault and limit is not None:
+                    allowed = limit - exchange.response_bytes
                     if len(data) >= allowed:
                         client.sendall(data[: max(0, allowed)])
                         exchange.response_bytes += max(0, allowed)
-                        _reset(client)
+                        if fault.cut_response_after is not None:
+                            _reset(client)
+                        else:
+                            client.shutdown(socket.SHUT_RDWR)
                         return
                 client.sendall(data)
                 exchange.response_bytes += len(data)

@@ -11,12 +11,15 @@ from typing import Iterator
 
 import pytest
 from faultproxy import Fault, FaultProxy
+from registry_fixtures import fast_retry
 from transfer_helpers import model_tree, pull_model, push_model, tree, write_random
 
 import ocimodel.transfer as transfer
 from ocimodel.cache import BlobCache
 from ocimodel.errors import DigestMismatchError, NotFoundError
 from ocimodel.reference import Reference
+from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.credentials import CredentialStore
 
 MiB = 1024 * 1024
 STREAM_MIN = MiB  # every test file here is streamed
@@ -142,3 +145,19 @@ def test_blob_in_another_repository_is_mounted_not_uploaded(fault_proxy, proxy_c
     dest = tmp_path / "out"
     pull_model(proxy_client, _ref(fault_proxy, other), dest)
     assert tree(dest)["weights.bin"] == data
+
+
+@pytest.mark.parametrize("kind", ["tls_basic", "token"])
+def test_streamed_push_with_authentication(kind, request, repo, tmp_path, docker_config):
+    server = request.getfixturevalue("tls_basic_registry" if kind == "tls_basic" else "token_registry")
+    CredentialStore().login(server.host, server.username, server.password)
+    data = write_random(tmp_path / "model" / "weights.bin", 3 * MiB)
+    options = {"ca_file": server.ca_file} if kind == "tls_basic" else {"plain_http": True}
+    with RegistryClient(retry=fast_retry(), **options) as client:
+        ref = Reference(server.host, repo, "v1")
+        pushed = push_model(client, tmp_path / "model", ref, stream_min=STREAM_MIN)
+        assert pushed.uploaded == 1
+        assert client.streams_uploads(server.host)  # no fallback was needed
+        dest = tmp_path / "out"
+        pull_model(client, ref, dest)
+    assert model_tree(dest) == {"weights.bin": data}
