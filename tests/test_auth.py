@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ocimodel.descriptor import LAYER_MEDIA_TYPE, MANIFEST_V1, Descriptor, Manif
 from ocimodel.errors import AuthError, NetworkError
 from ocimodel.reference import Reference
 from ocimodel.registry.auth import Challenge, parse_challenges
-from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.client import DeferredTrustContext, RegistryClient
 from ocimodel.registry.credentials import CredentialStore
 
 
@@ -97,6 +98,26 @@ def test_tls_without_ca_is_network_error(tls_basic_registry: RegistryServer, doc
     with RegistryClient(retry=fast_retry()) as client:
         with pytest.raises(NetworkError, match=f"certificate verify failed for {tls_basic_registry.host}: pass --ca-file"):
             client.ping(tls_basic_registry.host)
+
+
+def test_default_trust_honours_ssl_cert_file(
+    tls_basic_registry: RegistryServer, repo: str, docker_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --ca-file the trust is httpx's default, SSL_CERT_FILE included (loaded lazily)."""
+    server = tls_basic_registry
+    _login(server)
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+    with RegistryClient(retry=fast_retry()) as client:
+        _round_trip(client, server, repo)
+
+
+def test_default_trust_is_loaded_at_the_first_tls_connection_only() -> None:
+    context = DeferredTrustContext()
+    # Verifying from the start: a connection can never happen before the trust is there.
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == 0  # nothing loaded yet: start-up stays fast
+    context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="registry.example")
+    assert context.cert_store_stats()["x509_ca"] > 0
 
 
 def test_insecure_skips_verification(tls_basic_registry: RegistryServer, repo: str, docker_config: Path) -> None:

@@ -73,6 +73,7 @@ T = TypeVar("T")
 ARTIFACT_MANIFEST_V1 = "application/vnd.oci.artifact.manifest.v1+json"
 DEFAULT_MANIFEST_ACCEPT: tuple[str, ...] = MANIFEST_MEDIA_TYPES + (ARTIFACT_MANIFEST_V1,)
 READ_SIZE = 1024 * 1024  # socket reads on download (see _raise_read_size)
+DIRECT_READ_MIN = 4 * 1024 * 1024  # blob bodies this large are read past h11 (_body_pieces)
 PIECE_SIZE = 1024 * 1024  # upload pieces: larger bodies make httpcore copy quadratically
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024  # PATCH size for the fallback (GHCR refuses > 4 MiB)
 _MAX_ERROR_BODY = 64 * 1024
@@ -239,7 +240,8 @@ def _body_pieces(response: httpx.Response) -> Iterator[bytes]:
     stream h11 reads from, TLS included), and are read from it directly. Only for a plain
     ``Content-Length`` body on HTTP/1.1; anything else goes through httpx all the way. The
     caller stops at the declared size. h11 never sees the end of the body, so httpcore closes
-    the connection instead of reusing it: one new connection per blob.
+    the connection instead of reusing it: one new connection per large blob (bodies under
+    ``DIRECT_READ_MIN`` go through httpx, and their connection is reused).
     """
     raw = response.iter_raw()
     stream = response.extensions.get("network_stream")
@@ -250,8 +252,8 @@ def _body_pieces(response: httpx.Response) -> Iterator[bytes]:
         and response.headers.get("content-encoding", "identity") == "identity"
         and callable(getattr(stream, "read", None))
     )
-    if not direct or stream is None:
-        yield from raw
+    if not direct or stream is None or int(response.headers["content-length"]) < DIRECT_READ_MIN:
+        yield from raw  # small bodies keep the connection reusable (no new TLS handshake)
         return
     remaining = int(response.headers["content-length"])
     # Not raw.close() after it: that would close the connection (httpcore closes it when its
@@ -261,6 +263,9 @@ def _body_pieces(response: httpx.Response) -> Iterator[bytes]:
         return
     yield first
     remaining -= len(first)
+    if remaining <= 0:
+        yield from raw  # all of it came with the headers: let h11 finish, keep the connection
+        return
     timeout = response.request.extensions.get("timeout", {}).get("read")
     while remaining > 0:
         data = stream.read(min(READ_SIZE, remaining), timeout)
@@ -358,11 +363,54 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+class DeferredTrustContext(ssl.SSLContext):
+    """httpx's default TLS trust, loaded at the first TLS connection instead of up front.
+
+    The same trust as httpx's ``verify=True`` (``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else
+    certifi's bundle), but loading the bundle costs ~25-35 ms, measured, of every command's
+    start-up; a command that never opens a TLS connection (a plain-http registry, a usage
+    error) need not pay it. Certificate and host name checks are on from the start
+    (``PROTOCOL_TLS_CLIENT``), so nothing connects unverified.
+    """
+
+    _trust_lock: threading.Lock
+    _trusted: bool
+
+    def __new__(cls) -> "DeferredTrustContext":
+        context = super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+        context._trust_lock = threading.Lock()
+        context._trusted = False
+        return context
+
+    def load_trust(self) -> None:
+        """Load the CA certificates now (idempotent, thread-safe)."""
+        with self._trust_lock:
+            if self._trusted:
+                return
+            if os.environ.get("SSL_CERT_FILE"):
+                self.load_verify_locations(cafile=os.environ["SSL_CERT_FILE"])
+            elif os.environ.get("SSL_CERT_DIR"):
+                self.load_verify_locations(capath=os.environ["SSL_CERT_DIR"])
+            else:
+                import certifi  # httpx's own dependency
+
+                self.load_verify_locations(cafile=certifi.where())
+            self._trusted = True
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        self.load_trust()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+        self.load_trust()
+        return super().wrap_bio(*args, **kwargs)
+
+
 def _ssl_verify(insecure: bool, ca_file: str | Path | None) -> ssl.SSLContext | bool:
     if insecure:
         return False
     if ca_file is None:
-        return True
+        return DeferredTrustContext()
     try:
         return ssl.create_default_context(cafile=str(ca_file))
     except (OSError, ssl.SSLError) as exc:
