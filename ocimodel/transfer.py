@@ -59,8 +59,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 2  # two blob streams gave +25% on 2 cores; three gave nothing more
 EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-# Files this large that need hashing are uploaded while hashed (one read, not two); smaller
-# ones are hashed first, which costs little and keeps the simple, universally supported path.
+# Files this large that need hashing are uploaded while hashed (the hash off the critical
+# path); smaller ones are hashed first, which costs little and keeps the simplest path.
 STREAM_MIN_SIZE = 64 * 1024 * 1024
 _MAX_RESUMES = 50  # rounds of the retry policy per blob, each one having made progress
 

@@ -590,7 +590,7 @@ class RegistryClient:
     ) -> str | None:
         """Upload ``size`` bytes whose digest is still being computed; returns it, or None.
 
-        Reads the content once instead of twice (hash, then upload): it goes out in one
+        The upload need not wait for the caller's hashing: the content goes out in one
         streamed PATCH while ``decision`` resolves elsewhere, either to the digest (the upload
         is completed with ``PUT ?digest=``, which makes the registry check it) or to None (the
         registry turned out to have the blob already, say: the upload is abandoned as soon as
