@@ -217,10 +217,11 @@ def _push_streamed(
     outcome: list[bool | None] = []  # set by the hashing thread when the upload is not needed
     digest_known: Future[str] = Future()
     decision: Future[str | None] = Future()
+    stop_hashing = threading.Event()  # the upload failed: do not finish hashing a huge file for nothing
 
     def hash_and_check() -> None:
         try:
-            digest = _digest_of(src, observer, cache)
+            digest = _digest_of(src, _StoppableObserver(observer, stop_hashing), cache)
         except BaseException as exc:
             digest_known.set_exception(exc)
             decision.set_exception(exc)
@@ -253,6 +254,9 @@ def _push_streamed(
             observer.end(name)
             decision.result()  # the hashing thread's own failure, if any, comes first
             digest = None
+    except BaseException:
+        stop_hashing.set()
+        raise
     finally:
         observer.end(name)
         hasher.join()
@@ -264,6 +268,26 @@ def _push_streamed(
     if cache is not None:
         cache.index.remember_blob(ref.registry, ref.repository, layer.digest)
     return layer, True if digest is not None else outcome[0]
+
+
+class _StoppableObserver:
+    """Passes progress on to ``inner``; raises :class:`_Cancelled` once ``stop`` is set, which
+    ends the hashing loop that reports to it at its next chunk."""
+
+    def __init__(self, inner: TransferObserver, stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def begin(self, name: str, total: int) -> None:
+        self._inner.begin(name, total)
+
+    def advance(self, name: str, amount: int) -> None:
+        if self._stop.is_set():
+            raise _Cancelled()
+        self._inner.advance(name, amount)
+
+    def end(self, name: str) -> None:
+        self._inner.end(name)
 
 
 def _file_pieces(src: SourceFile) -> Iterable[bytes]:
@@ -498,7 +522,7 @@ def _fetch(
 
 
 class _Cancelled(Exception):
-    """Another blob of the same pull failed: stop this one at the next chunk."""
+    """Another part of the transfer failed: stop this one (a download, a hash) at its next chunk."""
 
 
 def download_into(

@@ -5,6 +5,7 @@ Driven through :mod:`faultproxy` in front of the real registry, to see every req
 from __future__ import annotations
 
 import os
+import time
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -148,10 +149,11 @@ def test_blob_in_another_repository_is_mounted_not_uploaded(fault_proxy, proxy_c
 
 
 @pytest.mark.parametrize("kind", ["tls_basic", "token"])
-def test_streamed_push_with_authentication(kind, request, repo, tmp_path, docker_config):
+def test_streamed_push_and_direct_pull_with_tls_and_authentication(kind, request, repo, tmp_path, docker_config):
     server = request.getfixturevalue("tls_basic_registry" if kind == "tls_basic" else "token_registry")
     CredentialStore().login(server.host, server.username, server.password)
-    data = write_random(tmp_path / "model" / "weights.bin", 3 * MiB)
+    # Over 4 MiB: the pull reads the body past h11 (registry.client._body_pieces), over TLS too.
+    data = write_random(tmp_path / "model" / "weights.bin", 6 * MiB + 7)
     options = {"ca_file": server.ca_file} if kind == "tls_basic" else {"plain_http": True}
     with RegistryClient(retry=fast_retry(), **options) as client:
         ref = Reference(server.host, repo, "v1")
@@ -161,3 +163,27 @@ def test_streamed_push_with_authentication(kind, request, repo, tmp_path, docker
         dest = tmp_path / "out"
         pull_model(client, ref, dest)
     assert model_tree(dest) == {"weights.bin": data}
+
+
+def test_failed_streamed_upload_stops_the_hashing_thread(fault_proxy, proxy_client, repo, tmp_path, monkeypatch):
+    """An upload that fails for good does not wait for the hash of a huge file to finish."""
+    write_random(tmp_path / "model" / "weights.bin", 16 * MiB)
+    hashed: list[int] = []
+
+    class SlowHashObserver:  # 16 pieces of 1 MiB, 50 ms each: the hash would take 0.8 s
+        def begin(self, name, total): pass
+        def end(self, name): pass
+
+        def advance(self, name, amount):
+            if name.startswith("hash"):
+                hashed.append(amount)
+                time.sleep(0.05)
+
+    def unreadable(src):
+        raise PermissionError(13, "Permission denied", str(src.path))
+
+    monkeypatch.setattr(transfer, "_file_pieces", unreadable)
+    with pytest.raises(PermissionError):
+        push_model(proxy_client, tmp_path / "model", _ref(fault_proxy, repo), stream_min=STREAM_MIN,
+                   observer=SlowHashObserver())
+    assert sum(hashed) < 16 * MiB  # stopped part-way, not hashed to the end
