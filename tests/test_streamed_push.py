@@ -1,12 +1,12 @@
-"""Large files are uploaded while they are hashed (one read instead of two): a streamed PATCH,
-committed by ``PUT ?digest=`` only once the digest is known and the registry lacks the blob.
+"""Large files are uploaded while another thread hashes them: a streamed PATCH, committed by
+``PUT ?digest=`` only once the digest is known and the registry lacks the blob.
 Driven through :mod:`faultproxy` in front of the real registry, to see every request."""
 
 from __future__ import annotations
 
 import os
-import time
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -24,8 +24,6 @@ from ocimodel.registry.credentials import CredentialStore
 
 MiB = 1024 * 1024
 STREAM_MIN = MiB  # every test file here is streamed
-
-
 
 
 def _ref(fault_proxy: FaultProxy, repo: str, tag: str = "v1") -> Reference:
