@@ -245,13 +245,12 @@ def _push_streamed(
     try:
         try:
             digest = client.push_blob_streamed(
-                ref, src.size, functools.partial(_file_pieces, src), decision,
+                ref, src.size, functools.partial(file_chunks, src.path, src.size), decision,
                 what=f"file {src.title}", progress=functools.partial(observer.advance, name),
             )
         except StreamedUploadFailed as exc:
             logger.info("streamed upload of %s refused (%s); uploading it after hashing instead", src.title, exc)
             client.stop_streaming_uploads(ref.registry)
-            observer.end(name)
             decision.result()  # the hashing thread's own failure, if any, comes first
             digest = None
     except BaseException:
@@ -288,10 +287,6 @@ class _StoppableObserver:
 
     def end(self, name: str) -> None:
         self._inner.end(name)
-
-
-def _file_pieces(src: SourceFile) -> Iterable[bytes]:
-    return file_chunks(src.path, src.size)
 
 
 def _mount(client: RegistryClient, ref: Reference, digest: str, cache: BlobCache | None) -> bool:
@@ -450,7 +445,6 @@ def download_blob(
     current size; without it ``target`` is removed on any failure. Integrity failures always
     remove it: bytes that failed a check are never resumed from.
     """
-    tune_for_streaming()
     offset = resumable_size(target, layer.size) if resume else 0
     observer.begin(name, layer.size)
     try:

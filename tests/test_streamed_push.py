@@ -177,10 +177,10 @@ def test_failed_streamed_upload_stops_the_hashing_thread(fault_proxy, proxy_clie
                 hashed.append(amount)
                 time.sleep(0.05)
 
-    def unreadable(src):
-        raise PermissionError(13, "Permission denied", str(src.path))
+    def unreadable(path, size):
+        raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(transfer, "_file_pieces", unreadable)
+    monkeypatch.setattr(transfer, "file_chunks", unreadable)
     with pytest.raises(PermissionError):
         push_model(proxy_client, tmp_path / "model", _ref(fault_proxy, repo), stream_min=STREAM_MIN,
                    observer=SlowHashObserver())

@@ -250,7 +250,6 @@ def _body_pieces(response: httpx.Response) -> Iterator[bytes]:
         and response.headers.get("content-length", "").isdigit()
         and "transfer-encoding" not in response.headers
         and response.headers.get("content-encoding", "identity") == "identity"
-        and callable(getattr(stream, "read", None))
     )
     if not direct or stream is None or int(response.headers["content-length"]) < DIRECT_READ_MIN:
         yield from raw  # small bodies keep the connection reusable (no new TLS handshake)
