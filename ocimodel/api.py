@@ -8,7 +8,9 @@ and returns a typed result; the CLI only parses options and prints these results
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -26,7 +28,8 @@ from .descriptor import (
     ANNOTATION_VERSION,
     Manifest,
 )
-from .destination import DestinationLock, check_destination
+from .destination import DestinationLock, Swap, check_destination
+from .dirfd import DirHandle
 from .errors import OcimodelError, UsageError
 from .files import collect_files
 from .reference import Reference, validate_digest
@@ -430,26 +433,33 @@ class Client:
             path=str(root),
         )
         existed = dest.exists()
+        if dest.is_dir():  # a layout clash is the clearer refusal; checked again under the lock
+            with DirHandle.open(dest) as top:
+                installed.check_layout(top, layout, installed.read_state(top)[0])
         check_destination(dest, [p.title for p in planned] if layout == "flat" else [])
+        state = installed.InstallState(
+            reference=str(reference), digest=model.digest, layout=layout, files=files, include=tuple(include),
+            verification=verification, time=timestamp(None), tool=f"ocimodel {__version__}",
+        )
         # One pull per DEST at a time, from the state check to the state write: a second pod
         # container (or a concurrent CLI) waits, then finds the work done.
         try:
-            with DestinationLock(dest):
-                previous = installed.read_state(dest)
+            with DestinationLock(dest) as lock:
+                top = lock.dir
+                previous, ignored = installed.read_state(top)
+                if ignored:
+                    emit("state-ignored", {"path": str(dest / installed.STATE_NAME), "reason": ignored})
+                installed.check_layout(top, layout, previous)
                 if previous and (previous.digest, previous.layout, previous.include) == (model.digest, layout, tuple(include)):
-                    problem = installed.problem_with(root, files, reverify=reverify)
-                    if problem is None and (layout == "flat" or installed.current_digest_hex(dest) == root.name):
+                    problem = self._installed_problem(top, layout, model.digest, files, reverify)
+                    if problem is None:
                         if deny_unsafe:
                             safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files])
                         emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
                         return replace(result, skipped=True)
-                    emit("repairing", {"digest": model.digest, "reason": problem or "current link points elsewhere"})
-                self._install(model, dest, root, planned, layout, existed, previous, observer, deny_unsafe)
+                    emit("repairing", {"digest": model.digest, "reason": problem})
+                self._install(model, top, dest, planned, state, existed, previous, observer, deny_unsafe)
                 emit("downloaded", {"digest": model.digest, "files": len(planned), "bytes": sum(f.size for f in files)})
-                installed.write_state(dest, installed.InstallState(
-                    reference=str(reference), digest=model.digest, layout=layout, files=files, include=tuple(include),
-                    verification=verification, time=timestamp(None), tool=f"ocimodel {__version__}",
-                ))
         except BaseException:
             if layout == "versioned":
                 installed.tidy_failed_install(dest, created=not existed)
@@ -457,32 +467,71 @@ class Client:
         emit("installed", {"digest": model.digest, "path": str(root)})
         return result
 
+    @staticmethod
+    def _installed_problem(
+        top: DirHandle, layout: str, digest: str, files: Sequence[installed.InstalledFile], reverify: bool
+    ) -> str | None:
+        """Why the install of ``digest`` recorded in the state is not intact (None if it is)."""
+        if layout == "flat":
+            return installed.problem_with(top, files, reverify=reverify)
+        hexdigest = digest.partition(":")[2]
+        if installed.current_digest_hex(top) != hexdigest:
+            return "current link points elsewhere"
+        try:
+            version = top.subdir(f"{installed.VERSIONS_DIR}/{hexdigest}")
+        except (OSError, OcimodelError):
+            return "its version directory is missing"
+        with version:
+            return installed.problem_with(version, files, reverify=reverify)
+
     def _install(
         self,
         model: ResolvedModel,
+        top: DirHandle,
         dest: Path,
-        root: Path,
         planned: Sequence[PlannedFile],
-        layout: str,
+        state: installed.InstallState,
         existed: bool,
         previous: installed.InstallState | None,
         observer: TransferObserver | None,
         deny_unsafe: bool,
     ) -> None:
-        """Download into ``root`` (DEST, or its version directory), then make it current."""
-        flat = layout == "flat"
-        download_into(
-            self.registry, model, root, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
-            lock=not flat, dest_existed=existed if flat else None,  # the caller holds DEST's lock
-            before_commit=safety.check_blobs_safe if deny_unsafe else None,
-        )
-        if not flat:
+        """Download into DEST (flat) or its version directory, make it current, record the state.
+
+        A flat pull replaces the previous version's files all or nothing: its files that the new
+        version lacks are removed (if unchanged since installed) and the state written as part
+        of the same commit, so a failure at any step puts the previous files back.
+        """
+        check_unsafe = safety.check_blobs_safe if deny_unsafe else None
+        if state.layout == "flat":
+            stale = [f for f in previous.files if f.path not in {p.title for p in planned}] if previous else []
+
+            def finish(swap: Swap) -> None:
+                for item in stale:
+                    swap.remove_installed(item.path, item.size, item.digest)
+                installed.write_state(top, state)
+
+            download_into(
+                self.registry, model, dest, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
+                into=top, remove_on_failure=None if existed else functools.partial(shutil.rmtree, dest, ignore_errors=True),
+                before_commit=check_unsafe, after_commit=finish,
+            )
+            return
+        hexdigest = model.digest.partition(":")[2]
+        with top.subdir(installed.VERSIONS_DIR, create=True) as versions:
+            made = versions.lstat(hexdigest) is None
+            with versions.subdir(hexdigest, create=True) as version:
+                download_into(
+                    self.registry, model, version.path, planned, observer or NullObserver(), self.concurrency,
+                    cache=self.cache, into=version,
+                    remove_on_failure=functools.partial(versions.rmtree, hexdigest) if made else None,
+                    before_commit=check_unsafe,
+                )
             # Keep the version being replaced: a reader may still have its files open.
-            keep = {root.name, installed.current_digest_hex(dest) or root.name}
-            installed.switch_current(dest, model.digest)
-            installed.prune_versions(dest, keep)
-        elif previous and previous.layout == "flat":
-            installed.remove_stale_files(dest, previous.files, {p.title for p in planned})
+            keep = {hexdigest, installed.current_digest_hex(top) or hexdigest}
+            installed.switch_current(top, model.digest)
+            installed.write_state(top, state)
+            installed.prune_versions(versions, keep)
 
     # ----------------------------------------------------------------------- inspect, tags
     def inspect(self, ref: str | Reference, *, allow_any_type: bool = True) -> InspectResult:

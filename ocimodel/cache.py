@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from .descriptor import Descriptor
+from .dirfd import DirHandle
 from .digestcache import DigestCache
 from .errors import IntegrityError
 from .verify import copy_verified
@@ -99,8 +100,16 @@ class BlobCache:
             return False
         return True
 
-    def copy_out(self, descriptor: Descriptor, target: Path, progress: Callable[[int], None] | None = None) -> bool:
-        """Copy the entry to ``target``, re-verifying it; False (entry evicted) if it is not good."""
+    def copy_out(
+        self,
+        descriptor: Descriptor,
+        target: str | Path,
+        progress: Callable[[int], None] | None = None,
+        *,
+        into: DirHandle | None = None,
+    ) -> bool:
+        """Copy the entry to ``target`` (a name in ``into`` if given), re-verifying it; False
+        (entry evicted) if it is not good."""
         if not self.has(descriptor):
             return False
         try:
@@ -111,6 +120,7 @@ class BlobCache:
                 descriptor.size,
                 what=f"cached blob {descriptor.digest[:19]}",
                 progress=progress,
+                into=into,
             )
         except IntegrityError as exc:
             logger.warning("%s; discarding the cache entry and downloading again", exc)

@@ -296,6 +296,7 @@ class StepLogger:
         "verified": "verified {digest}: signed by {signers}",
         "up-to-date": "{digest} already installed in {path}; files intact, nothing downloaded",
         "repairing": "{digest} installed before but {reason}: pulling again",
+        "state-ignored": "ignoring {path}: {reason}; installing again",
         "downloaded": "downloaded and verified {files} files ({bytes} bytes) of {digest}",
         "installed": "installed {digest} in {path}",
     }

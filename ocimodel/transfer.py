@@ -13,7 +13,6 @@ the files renamed into place. See :mod:`ocimodel.destination` for what lives in 
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import functools
 import logging
@@ -39,8 +38,8 @@ from .descriptor import (
     Descriptor,
     Manifest,
 )
-from .destination import DestinationLock, Workspace, check_free_space, resumable_size
-from .destination import check_destination
+from .destination import DestinationLock, Swap, Workspace, check_destination, check_free_space, resumable_size
+from .dirfd import DirHandle
 from .errors import (
     DigestMismatchError,
     IntegrityError,
@@ -429,14 +428,16 @@ def download_blob(
     client: RegistryClient,
     ref: Reference,
     layer: Descriptor,
-    target: Path,
+    into: DirHandle,
+    target: str,
     observer: TransferObserver,
     name: str,
     *,
     resume: bool = False,
     cancelled: threading.Event | None = None,
 ) -> None:
-    """Stream one blob into ``target``, verifying size and digest, retrying broken connections.
+    """Stream one blob into the file ``target`` of the open directory ``into``, verifying size
+    and digest, retrying broken connections.
 
     A connection lost mid-body is resumed with ``Range`` from the bytes already received (the
     hash continues; a registry answering 200 instead of 206 restarts it), under the client's
@@ -445,26 +446,26 @@ def download_blob(
     current size; without it ``target`` is removed on any failure. Integrity failures always
     remove it: bytes that failed a check are never resumed from.
     """
-    offset = resumable_size(target, layer.size) if resume else 0
+    offset = resumable_size(into, target, layer.size) if resume else 0
     observer.begin(name, layer.size)
     try:
         try:
-            _fetch(client, ref, layer, target, offset, observer, name, cancelled)
+            _fetch(client, ref, layer, into, target, offset, observer, name, cancelled)
         except DigestMismatchError:
             if not offset:
                 raise
             # The kept prefix may be what was bad (a crash can leave garbage behind): once,
             # start over from byte 0 before blaming the registry.
             logger.warning("resumed download of %s did not verify; downloading it again from the start", name)
-            target.unlink(missing_ok=True)
+            into.unlink(target)
             observer.advance(name, -layer.size)
-            _fetch(client, ref, layer, target, 0, observer, name, cancelled)
+            _fetch(client, ref, layer, into, target, 0, observer, name, cancelled)
     except IntegrityError:
-        target.unlink(missing_ok=True)
+        into.unlink(target)
         raise
     except BaseException:
         if not resume:
-            target.unlink(missing_ok=True)
+            into.unlink(target)
         raise
     finally:
         observer.end(name)
@@ -474,14 +475,15 @@ def _fetch(
     client: RegistryClient,
     ref: Reference,
     layer: Descriptor,
-    target: Path,
+    into: DirHandle,
+    target: str,
     offset: int,
     observer: TransferObserver,
     name: str,
     cancelled: threading.Event | None,
 ) -> None:
     what = f"blob {layer.digest[:19]} ({name})"
-    writer = VerifyingWriter(target, layer.digest, layer.size, what=what, offset=offset)
+    writer = VerifyingWriter(target, layer.digest, layer.size, what=what, offset=offset, into=into)
     observer.advance(name, offset)
 
     def attempt() -> None:
@@ -491,7 +493,7 @@ def _fetch(
                 if blob.offset != writer.written:  # the registry ignored Range: start over
                     observer.advance(name, -writer.written)
                     writer.abort()
-                    writer = VerifyingWriter(target, layer.digest, layer.size, what=what)
+                    writer = VerifyingWriter(target, layer.digest, layer.size, what=what, into=into)
                 for chunk in blob.chunks():
                     if cancelled is not None and cancelled.is_set():
                         raise _Cancelled()
@@ -528,46 +530,86 @@ def download_into(
     concurrency: int = DEFAULT_CONCURRENCY,
     *,
     cache: BlobCache | None = None,
-    lock: bool = True,
-    dest_existed: bool | None = None,
+    into: DirHandle | None = None,
+    remove_on_failure: Callable[[], None] | None = None,
     before_commit: Callable[[list[tuple[str, Path]]], object] | None = None,
+    after_commit: Callable[[Swap], object] | None = None,
 ) -> None:
     """Download, verify, then move every planned file into ``dest``; all or nothing.
 
-    ``lock=False`` when the caller already holds ``DestinationLock(dest)`` (flock is per open
-    file: taking it twice in one process would wait forever); ``dest_existed`` then says
-    whether DEST existed before the caller's lock created it (it is removed on failure if not).
-    ``before_commit(files)`` sees every verified file (title, staged path) before any is moved
-    into DEST, and may refuse them all by raising (e.g. ``--deny-unsafe``).
+    Without ``into``, DEST is locked here (``DEST/.ocimodel.lock``: one pull per DEST at a
+    time) and removed again on failure if this pull created it. With ``into``, the caller
+    holds the lock and ``into`` is the open directory to install into (DEST or a directory
+    below it; ``dest`` is then its path, for messages); ``remove_on_failure`` removes it if
+    the caller made it (not called while resumable partials remain in it).
 
-    One pull per DEST at a time (``DEST/.ocimodel.lock``). Blobs already in ``cache`` are copied
-    from it (re-verified); the others are downloaded into resumable partials, then added to the
-    cache. Free space is checked first. See :mod:`ocimodel.destination` for what may be left
-    in DEST after a failure (only ``DEST/.ocimodel*``, and only resumable partials).
+    ``before_commit(files)`` sees every verified file (title, staged path) before any is moved
+    into DEST, and may refuse them all by raising (e.g. ``--deny-unsafe``). ``after_commit(swap)``
+    runs once all are in place and may remove more files or write state through ``swap``; if
+    it raises, every file replaced or removed is put back and every new one taken away.
+
+    Blobs already in ``cache`` are copied from it (re-verified); the others are downloaded into
+    resumable partials, then added to the cache. Free space is checked first. See
+    :mod:`ocimodel.destination` for what may be left in DEST after a failure (only
+    ``DEST/.ocimodel*``, and only resumable partials).
     """
     check_destination(dest, [item.title for item in planned])
     tune_for_streaming()
-    existed = dest.exists() if dest_existed is None else dest_existed
-    with DestinationLock(dest) if lock else contextlib.nullcontext():
-        workspace = Workspace(dest)
-        try:
-            _pull_blobs(client, model, workspace, planned, observer, concurrency, cache)
-            if before_commit is not None:
-                before_commit([(item.title, workspace.staged(item.layer.digest)) for item in planned])
-            _move_into_place(workspace.staging, dest, planned)
-        except IntegrityError:
-            # The artifact itself is bad: nothing of it is worth resuming, not even the blobs
-            # that were still downloading (cancelled) when the bad one was found.
-            workspace.discard_partials(item.layer.digest for item in planned)
-            workspace.close(remove_dest=not existed)
-            raise
-        except BaseException:
-            workspace.close(remove_dest=not existed)
-            raise
-        workspace.close(remove_dest=False)
+    if into is None:
+        existed = dest.exists()
+        with DestinationLock(dest) as lock:
+            _download_locked(
+                client, model, lock.dir, planned, observer, concurrency, cache,
+                None if existed else functools.partial(shutil.rmtree, dest, ignore_errors=True),
+                before_commit, after_commit,
+            )
+    else:
+        _download_locked(
+            client, model, into, planned, observer, concurrency, cache, remove_on_failure, before_commit, after_commit
+        )
     if cache is not None:
         for digest in {item.layer.digest for item in planned}:
             cache.index.remember_blob(model.reference.registry, model.reference.repository, digest)
+
+
+def _download_locked(
+    client: RegistryClient,
+    model: ResolvedModel,
+    into: DirHandle,
+    planned: Sequence[PlannedFile],
+    observer: TransferObserver,
+    concurrency: int,
+    cache: BlobCache | None,
+    remove_on_failure: Callable[[], None] | None,
+    before_commit: Callable[[list[tuple[str, Path]]], object] | None,
+    after_commit: Callable[[Swap], object] | None,
+) -> None:
+    workspace = Workspace(into)
+    try:
+        _pull_blobs(client, model, workspace, planned, observer, concurrency, cache)
+        if before_commit is not None:
+            before_commit([(item.title, workspace.staged(item.layer.digest)) for item in planned])
+        swap = Swap(into, workspace.staging)
+        try:
+            _move_into_place(swap, workspace, planned)
+            if after_commit is not None:
+                after_commit(swap)
+        except BaseException:
+            swap.undo()
+            raise
+        finally:
+            swap.close()
+        swap.tidy()
+    except IntegrityError:
+        # The artifact itself is bad: nothing of it is worth resuming, not even the blobs
+        # that were still downloading (cancelled) when the bad one was found.
+        workspace.discard_partials(item.layer.digest for item in planned)
+        workspace.close(remove_dir=remove_on_failure)
+        raise
+    except BaseException:
+        workspace.close(remove_dir=remove_on_failure)
+        raise
+    workspace.close()
 
 
 def _pull_blobs(
@@ -591,41 +633,32 @@ def _pull_blobs(
     cancelled = threading.Event()
 
     def fetch(item: PlannedFile) -> None:
-        staged = workspace.staged(item.layer.digest)
+        staged = workspace.staged_name(item.layer.digest)
         progress = functools.partial(observer.advance, item.title)
         if cache is not None and item.layer.digest in cached:
             observer.begin(item.title, item.layer.size)
             try:
-                if cache.copy_out(item.layer, staged, progress):
+                if cache.copy_out(item.layer, staged, progress, into=workspace.staging):
                     return
             finally:
                 observer.end(item.title)
-        partial_path = workspace.partial_path(item.layer.digest)
-        partial_path.parent.mkdir(exist_ok=True)
+        partials = workspace.partials
+        partial = workspace.partial_name(item.layer.digest)
         download_blob(
-            client, model.reference, item.layer, partial_path, observer, item.title, resume=True, cancelled=cancelled
+            client, model.reference, item.layer, partials, partial, observer, item.title, resume=True, cancelled=cancelled
         )
-        os.replace(partial_path, staged)
+        partials.rename(partial, workspace.staging, staged)
         if cache is not None:
-            cache.add(item.layer, staged)
+            cache.add(item.layer, workspace.staged(item.layer.digest))
 
     _run_all(fetch, list(by_digest.values()), concurrency, cancelled)
 
 
-def _move_into_place(staging: Path, dest: Path, planned: Sequence[PlannedFile]) -> None:
+def _move_into_place(swap: Swap, workspace: Workspace, planned: Sequence[PlannedFile]) -> None:
     # Files sharing a digest were downloaded once: the last user moves it, others copy it.
     remaining: dict[str, int] = {}
     for item in planned:
         remaining[item.layer.digest] = remaining.get(item.layer.digest, 0) + 1
     for item in planned:
-        source = staging / item.layer.digest.replace(":", "-")
-        target = dest.joinpath(*item.title.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
         remaining[item.layer.digest] -= 1
-        if remaining[item.layer.digest]:
-            tmp = staging / f"copy-{os.urandom(8).hex()}"
-            shutil.copyfile(source, tmp)
-            source = tmp
-        os.chmod(source, item.mode)
-        os.replace(source, target)
-
+        swap.put(item.title, workspace.staged_name(item.layer.digest), item.mode, copy=bool(remaining[item.layer.digest]))

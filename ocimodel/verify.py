@@ -11,11 +11,13 @@ halved pull speed.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from .dirfd import DirHandle
 from .errors import DigestMismatchError, SizeMismatchError
 
 _QUEUE_DEPTH = 8  # chunks of up to 1 MiB: bounded, so slow hashing back-pressures the network, not RAM
@@ -23,13 +25,35 @@ _STOP = b""
 _COPY_PIECE = 1024 * 1024
 
 
-class VerifyingWriter:
-    """Append bytes to ``path`` (resuming after ``offset`` already-written bytes)."""
+def _opener(into: DirHandle | None) -> Callable[[str, int], int]:
+    """Opens a target never through a symlink at its name; with ``into``, relative to that
+    directory, so no component of the path can be one either (see :mod:`ocimodel.dirfd`)."""
+    if into is not None:
+        return into.opener()
+    return lambda path, flags: os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
 
-    def __init__(self, path: Path, digest: str, size: int, *, what: str, offset: int = 0) -> None:
+
+def remove_target(path: str | Path, into: DirHandle | None = None) -> None:
+    """Remove a writer's target (a name in ``into``, or a path) if present."""
+    if into is not None:
+        into.unlink(str(path))
+    else:
+        Path(path).unlink(missing_ok=True)
+
+
+class VerifyingWriter:
+    """Append bytes to ``path`` (resuming after ``offset`` already-written bytes).
+
+    With ``into``, ``path`` is a file name in that open directory.
+    """
+
+    def __init__(
+        self, path: str | Path, digest: str, size: int, *, what: str, offset: int = 0, into: DirHandle | None = None
+    ) -> None:
         if not digest.startswith("sha256:"):
             raise DigestMismatchError(f"{what}: unsupported digest algorithm in {digest!r}")
         self.path = path
+        self._opener = _opener(into)
         self.digest = digest
         self.size = size
         self.what = what
@@ -38,16 +62,16 @@ class VerifyingWriter:
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=_QUEUE_DEPTH)
         if offset:
             self._hash_existing(offset)
-            self._file: BinaryIO = open(path, "r+b")
+            self._file: BinaryIO = open(path, "r+b", opener=self._opener)
             self._file.seek(offset)
             self._file.truncate()
         else:
-            self._file = open(path, "wb")
+            self._file = open(path, "wb", opener=self._opener)
         self._thread = threading.Thread(target=self._drain, name="ocimodel-hash", daemon=True)
         self._thread.start()
 
     def _hash_existing(self, offset: int) -> None:
-        with open(self.path, "rb") as f:
+        with open(self.path, "rb", opener=self._opener) as f:
             remaining = offset
             while remaining:
                 chunk = f.read(min(remaining, 1024 * 1024))
@@ -107,19 +131,21 @@ class VerifyingWriter:
 
 def copy_verified(
     source: Path,
-    target: Path,
+    target: str | Path,
     digest: str,
     size: int,
     *,
     what: str,
     progress: Callable[[int], None] | None = None,
+    into: DirHandle | None = None,
 ) -> None:
     """Copy ``source`` to ``target`` through a :class:`VerifyingWriter`; ``target`` removed on failure.
+    With ``into``, ``target`` is a file name in that open directory.
 
     Used for local copies of content that is only *believed* good (a cache entry): one read
     both copies and re-checks the digest, so a corrupted cache can never reach a destination.
     """
-    writer = VerifyingWriter(target, digest, size, what=what)
+    writer = VerifyingWriter(target, digest, size, what=what, into=into)
     try:
         with open(source, "rb", buffering=0) as f:
             while True:
@@ -132,5 +158,5 @@ def copy_verified(
         writer.finish()
     except BaseException:
         writer.abort()
-        target.unlink(missing_ok=True)
+        remove_target(target, into)
         raise
