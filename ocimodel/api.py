@@ -202,13 +202,14 @@ def _manifest_files(manifest: Manifest, config: ModelConfig | None) -> list[File
 
 
 def _code_info(code: CodeInfo | bool | None, root: Path) -> CodeInfo | None:
-    """None or True: detect from git; False: record none; a CodeInfo: use it as given."""
-    if isinstance(code, CodeInfo):
-        return code
+    """None or True: detect from git; False: record none; a CodeInfo: use it as given, but
+    never with credentials in its remote (``--git-remote`` may be pasted with a token in it)."""
     if code is False:
         return None
-    from .gitinfo import detect_code
+    from .gitinfo import detect_code, strip_credentials
 
+    if isinstance(code, CodeInfo):
+        return replace(code, remote=strip_credentials(code.remote)) if code.remote else code
     return detect_code(root.resolve())
 
 

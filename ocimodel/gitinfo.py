@@ -9,8 +9,11 @@ from pathlib import Path
 
 from .config import CodeInfo
 
-# Credentials embedded in a remote URL (https://user:token@host/...) must never be stored.
-_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+# ssh authenticates with keys: its user name (``git@``) is an account, not a secret, and keeping
+# it keeps the remote usable. Over every other scheme a bare user name may be a token
+# (``https://ghp_xxx@github.com/...`` works on GitHub), so all user information goes.
+_SSH_SCHEMES = ("ssh://", "git+ssh://", "ssh+git://")
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -24,8 +27,30 @@ def _git(cwd: Path, *args: str) -> str | None:
 
 
 def strip_credentials(url: str) -> str:
-    """Remove ``user:password@`` from a URL."""
-    return _USERINFO.sub(r"\g<scheme>", url)
+    """``url`` without any credential it may carry, as stored in a model's config.
+
+    Removes the user information (``user:password@``, ``oauth2:TOKEN@``, passwords holding
+    ``@``, ``/``, ``?`` or ``#``; only a bare ssh user such as ``git@`` is kept) and the query
+    string and fragment (``?private_token=...``, ``access_token=...``: a clone needs neither).
+    When it is unclear where a password ends, more is cut rather than less.
+    """
+    text = url.strip()
+    scheme_match = _SCHEME.match(text)
+    scheme = scheme_match.group(0) if scheme_match else ""
+    rest = text[len(scheme):]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo = ""
+    if "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        rest = host + rest[len(authority):]
+    elif ":" in authority and "@" in rest:
+        # "user:pa/ss@host": a password holding '/', '?' or '#' ends the authority early.
+        userinfo, _, rest = rest.rpartition("@")
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    ssh = scheme.lower() in _SSH_SCHEMES or not scheme
+    if userinfo and ssh and ":" not in userinfo:
+        return f"{scheme}{userinfo}@{rest}"
+    return f"{scheme}{rest}"
 
 
 def detect_code(path: Path) -> CodeInfo | None:
