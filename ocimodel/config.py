@@ -10,12 +10,15 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from .descriptor import canonical_json
+from . import jsondoc
+from .descriptor import MAX_MANIFEST_SIZE, canonical_json
 from .errors import SchemaError, UsageError
+from .reference import validate_digest
 
 SCHEMA_VERSION = 1
+MAX_CONFIG_SIZE = MAX_MANIFEST_SIZE  # the client fetches no bigger config blob either
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
 Scalar = str | int | float | bool | None
@@ -113,13 +116,7 @@ class ModelConfig:
     @classmethod
     def from_bytes(cls, raw: bytes) -> "ModelConfig":
         """Parse a config blob; refuses unknown schema versions and malformed fields."""
-        try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SchemaError(f"model config is not valid JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise SchemaError("model config is not a JSON object")
-        return cls.from_dict(obj)
+        return cls.from_dict(jsondoc.load_object(raw, "model config", max_bytes=MAX_CONFIG_SIZE))
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> "ModelConfig":
@@ -131,7 +128,7 @@ class ModelConfig:
                 f"(supports {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}); upgrade ocimodel"
             )
         try:
-            lineage_obj = obj.get("lineage") or {}
+            lineage_obj = _dict(obj.get("lineage"), "lineage")
             code = lineage_obj.get("code")
             run = lineage_obj.get("run")
             return cls(
@@ -142,24 +139,24 @@ class ModelConfig:
                 format=_str(obj, "format"),
                 license=_str(obj, "license"),
                 authors=tuple(_str_list(obj.get("authors"), "authors")),
-                labels={str(k): str(v) for k, v in _dict(obj.get("labels"), "labels").items()},
-                metrics=dict(_dict(obj.get("metrics"), "metrics")),
-                params=dict(_dict(obj.get("params"), "params")),
+                labels=_str_dict(obj.get("labels"), "labels"),
+                metrics=_scalar_dict(obj.get("metrics"), "metrics"),
+                params=_scalar_dict(obj.get("params"), "params"),
                 created=_str(obj, "created"),
                 files=tuple(_file_entry(f) for f in _list(obj.get("files"), "files")),
                 lineage=Lineage(
                     parents=tuple(
-                        Parent(reference=str(p["reference"]), digest=p.get("digest"))
-                        for p in _list(lineage_obj.get("parents"), "lineage.parents")
+                        Parent(reference=_str(p, "reference", required=True) or "", digest=_digest(p, "digest"))
+                        for p in map(_object("lineage.parents[]"), _list(lineage_obj.get("parents"), "lineage.parents"))
                     ),
                     datasets=tuple(
-                        Dataset(uri=str(d["uri"]), digest=d.get("digest"))
-                        for d in _list(lineage_obj.get("datasets"), "lineage.datasets")
+                        Dataset(uri=_str(d, "uri", required=True) or "", digest=_digest(d, "digest"))
+                        for d in map(_object("lineage.datasets[]"), _list(lineage_obj.get("datasets"), "lineage.datasets"))
                     ),
-                    code=CodeInfo(**_dict(code, "lineage.code")) if code else None,
-                    run=RunInfo(**_dict(run, "lineage.run")) if run else None,
+                    code=_code(code) if code else None,
+                    run=RunInfo(**_fields(run, "lineage.run", {"id": str, "uri": str})) if run else None,
                 ),
-                tool={str(k): str(v) for k, v in _dict(obj.get("tool"), "tool").items()},
+                tool=_str_dict(obj.get("tool"), "tool"),
                 scan=obj.get("scan") if isinstance(obj.get("scan"), dict) else None,
                 schema_version=version,
             )
@@ -197,6 +194,55 @@ def _dict(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SchemaError(f"model config field {what!r} must be an object")
     return value
+
+
+def _object(what: str) -> Callable[[Any], dict[str, Any]]:
+    def check(value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise SchemaError(f"model config field {what!r} entries must be objects")
+        return value
+
+    return check
+
+
+def _str_dict(value: Any, what: str) -> dict[str, str]:
+    items = _dict(value, what)
+    if not all(isinstance(v, str) for v in items.values()):
+        raise SchemaError(f"model config field {what!r} must map names to strings")
+    return dict(items)
+
+
+def _scalar_dict(value: Any, what: str) -> dict[str, Scalar]:
+    items = _dict(value, what)
+    if not all(v is None or isinstance(v, (str, int, float, bool)) for v in items.values()):
+        raise SchemaError(f"model config field {what!r} values must be strings, numbers, booleans or null")
+    return dict(items)
+
+
+def _digest(obj: Mapping[str, Any], key: str) -> str | None:
+    value = _str(obj, key)
+    if value is not None:
+        try:
+            validate_digest(value)
+        except UsageError as exc:
+            raise SchemaError(f"model config field {key!r}: {exc}") from None
+    return value
+
+
+def _fields(value: Any, what: str, types: Mapping[str, type]) -> dict[str, Any]:
+    """The object ``value`` with only the keys of ``types``, each None or of its type."""
+    obj = _dict(value, what)
+    unknown = sorted(set(obj) - set(types))
+    if unknown:
+        raise SchemaError(f"model config field {what!r} has unknown keys {', '.join(map(repr, unknown))[:200]}")
+    for key, typ in types.items():
+        if obj.get(key) is not None and not isinstance(obj[key], typ):
+            raise SchemaError(f"model config field '{what}.{key}' must be a {typ.__name__}")
+    return obj
+
+
+def _code(value: Any) -> CodeInfo:
+    return CodeInfo(**_fields(value, "lineage.code", {"remote": str, "commit": str, "dirty": bool}))
 
 
 def _file_entry(obj: Any) -> FileEntry:

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from . import jsondoc
 from .errors import DigestMismatchError, SchemaError
 from .reference import validate_digest
 
@@ -145,15 +146,7 @@ class Descriptor:
 
 
 def _load_json(raw: bytes, what: str) -> dict[str, Any]:
-    if len(raw) > MAX_MANIFEST_SIZE:
-        raise SchemaError(f"{what}: {len(raw)} bytes is over the 4 MiB limit for manifests; refusing it")
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"{what}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise SchemaError(f"{what}: not a JSON object")
-    return obj
+    return jsondoc.load_object(raw, what, max_bytes=MAX_MANIFEST_SIZE)
 
 
 @dataclass(frozen=True)
@@ -297,8 +290,8 @@ class Index:
 def media_type_of(raw: bytes) -> str | None:
     """The ``mediaType`` field of manifest bytes, or None if absent/unparseable."""
     try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        obj = jsondoc.load(raw, "manifest", max_bytes=MAX_MANIFEST_SIZE)
+    except SchemaError:
         return None
     mt = obj.get("mediaType") if isinstance(obj, dict) else None
     return mt if isinstance(mt, str) else None

@@ -30,7 +30,7 @@ _MAX_NAME = 255
 
 def validate_digest(digest: str) -> str:
     """Return ``digest`` if it is ``sha256:`` + 64 lowercase hex, else raise."""
-    if not _DIGEST_RE.match(digest):
+    if not _DIGEST_RE.fullmatch(digest):
         raise InvalidReferenceError(
             f"invalid digest {digest!r}: expected 'sha256:' followed by 64 lowercase hex digits"
         )
@@ -39,7 +39,7 @@ def validate_digest(digest: str) -> str:
 
 def validate_tag(tag: str) -> str:
     """Return ``tag`` if it is a valid OCI tag, else raise."""
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         raise InvalidReferenceError(
             f"invalid tag {tag!r}: use up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
         )
@@ -79,7 +79,7 @@ class Reference:
         first, sep, rest = text.partition("/")
         if sep and (("." in first) or (":" in first) or first == "localhost" or first.startswith("[")):
             registry, repository = first, rest
-            if not _HOST_RE.match(registry):
+            if not _HOST_RE.fullmatch(registry):
                 raise InvalidReferenceError(f"invalid reference {original!r}: bad registry host {registry!r}")
         else:
             registry, repository = DOCKER_HUB, text
@@ -87,7 +87,7 @@ class Reference:
                 repository = f"library/{repository}"
         if registry in ("index.docker.io", "registry-1.docker.io"):
             registry = DOCKER_HUB
-        if not repository or not _REPOSITORY_RE.match(repository):
+        if not repository or not _REPOSITORY_RE.fullmatch(repository):
             raise InvalidReferenceError(
                 f"invalid reference {original!r}: repository {repository!r} must be lowercase "
                 "path components of [a-z0-9] separated by '.', '_', '__' or '-'"

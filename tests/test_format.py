@@ -137,3 +137,42 @@ def test_config_parse_never_crashes(obj):
             ModelConfig.from_bytes(json.dumps(candidate).encode())
         except SchemaError as exc:
             assert str(exc)
+
+
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("labels", {"k": ["not", "a", "string"]}, "'labels' must map names to strings"),
+        ("metrics", {"acc": {"nested": 1}}, "'metrics' values must be"),
+        ("params", {"p": [1]}, "'params' values must be"),
+        ("lineage", [], "'lineage' must be an object"),
+        ("lineage", {"parents": [{"reference": "r", "digest": "sha256:../x"}]}, "invalid digest"),
+        ("lineage", {"parents": ["r"]}, "entries must be objects"),
+        ("lineage", {"datasets": [{"uri": 7}]}, "'uri' must be a string"),
+        ("lineage", {"code": {"remote": 7}}, "'lineage.code.remote' must be a str"),
+        ("lineage", {"code": {"remote": "r", "token": "x"}}, "unknown keys 'token'"),
+        ("lineage", {"run": {"id": ["x"]}}, "'lineage.run.id' must be a str"),
+        ("tool", {"name": 1}, "'tool' must map names to strings"),
+    ],
+)
+def test_config_fields_of_the_wrong_type_are_refused(field, value, fragment):
+    with pytest.raises(SchemaError) as err:
+        ModelConfig.from_bytes(json.dumps({"schemaVersion": 1, "name": "m", field: value}).encode())
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["sha256:" + "a" * 64 + "\n", "sha256:" + "a" * 64 + "\n\n"])
+def test_digest_with_trailing_newline_is_refused(bad):
+    from ocimodel.errors import InvalidReferenceError
+    from ocimodel.reference import validate_digest, validate_tag
+
+    with pytest.raises(InvalidReferenceError):
+        validate_digest(bad)
+    with pytest.raises(InvalidReferenceError):
+        validate_tag("v1\n")
+
+
+@pytest.mark.parametrize("title", [".ocimodel-state.json", ".ocimodel.lock", ".ocimodel-tmp-1/x", ".ocimodel-partial/sha256-x"])
+def test_titles_naming_our_own_files_are_refused(title):
+    with pytest.raises(UnsafeContentError, match="reserved"):
+        validate_titles([title])
