@@ -15,7 +15,6 @@ tag only moves once the record is the head. See docs/stages.md.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import time
@@ -44,6 +43,7 @@ from .errors import (
     UsageError,
     VerificationError,
 )
+from .jsondoc import load_object
 from .reference import Reference, validate_digest, validate_tag
 from .registry.client import FetchedManifest, ManifestPutResult, RegistryClient
 from .signing import storage
@@ -248,12 +248,7 @@ class PromotionRecord:
     @classmethod
     def from_bytes(cls, raw: bytes) -> "PromotionRecord":
         """Parse and validate record JSON; :class:`SchemaError` when malformed or too new."""
-        try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SchemaError(f"promotion record is not valid JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise SchemaError("promotion record is not a JSON object")
+        obj = load_object(raw, "promotion record", max_bytes=MAX_RECORD_SIZE)
         if obj.get("schemaVersion") != RECORD_SCHEMA_VERSION:
             raise SchemaError(
                 f"promotion record schemaVersion {obj.get('schemaVersion')!r} is not supported; upgrade ocimodel"
