@@ -15,7 +15,12 @@ DEST is as it was, and only ``DEST/.ocimodel*`` may be left*:
     failed a check are never resumed from.
 ``.ocimodel-tmp-*``
     the staging directory of one pull: verified files wait there until all are ready, then
-    are renamed into place together. Stale ones (from a killed pull) are removed under the lock.
+    are renamed into place together (:class:`Swap`), and what they replace waits there until
+    the pull succeeded, so a failure part-way can put it back. Stale ones (from a killed
+    pull) are removed under the lock.
+
+All of it is reached through directory descriptors (:mod:`ocimodel.dirfd`): a symlink planted
+in DEST during a pull can make it fail, never write elsewhere.
 """
 
 from __future__ import annotations
