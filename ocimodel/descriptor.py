@@ -290,8 +290,8 @@ class Index:
 def media_type_of(raw: bytes) -> str | None:
     """The ``mediaType`` field of manifest bytes, or None if absent/unparseable."""
     try:
-        obj = jsondoc.load(raw, "manifest", max_bytes=MAX_MANIFEST_SIZE)
+        obj = jsondoc.load_object(raw, "manifest", max_bytes=MAX_MANIFEST_SIZE)
     except SchemaError:
         return None
-    mt = obj.get("mediaType") if isinstance(obj, dict) else None
+    mt = obj.get("mediaType")
     return mt if isinstance(mt, str) else None

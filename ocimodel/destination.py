@@ -266,7 +266,7 @@ class Swap:
     def __init__(self, root: DirHandle, staging: DirHandle) -> None:
         self.root = root
         self.staging = staging
-        self._undo: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], object]] = []
         self._handles: list[DirHandle] = []
         self._removed: list[str] = []
         self._count = 0

@@ -65,15 +65,16 @@ def _depth_of(value: Any, limit: int) -> int:
     return deepest
 
 
-def load(
+def load_object(
     raw: bytes | str,
     what: str,
     *,
     max_bytes: int,
     max_depth: int = MAX_DEPTH,
     error: type[OcimodelError] = SchemaError,
-) -> Any:
-    """Parse ``raw`` as JSON under the rules above; anything else raises ``error`` naming ``what``."""
+) -> dict[str, Any]:
+    """Parse ``raw`` as a JSON object under the rules above; anything else raises ``error``
+    with a one-line message naming ``what``."""
     size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
     if size > max_bytes:
         raise error(f"{what}: {size} bytes is over the {_size(max_bytes)} limit; refusing it")
@@ -88,19 +89,6 @@ def load(
         raise error(f"{what}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     if _depth_of(value, max_depth) > max_depth:
         raise error(f"{what}: JSON nested deeper than {max_depth} levels; refusing it")
-    return value
-
-
-def load_object(
-    raw: bytes | str,
-    what: str,
-    *,
-    max_bytes: int,
-    max_depth: int = MAX_DEPTH,
-    error: type[OcimodelError] = SchemaError,
-) -> dict[str, Any]:
-    """:func:`load`, and the document must be a JSON object."""
-    value = load(raw, what, max_bytes=max_bytes, max_depth=max_depth, error=error)
     if not isinstance(value, dict):
         raise error(f"{what}: not a JSON object")
     return value
