@@ -396,7 +396,10 @@ class Client:
         The reference is resolved to a digest once; with a ``policy``, that digest's
         signatures are verified before anything is written, and that same digest is pulled.
         On any failure nothing is left in ``dest`` that was not there before (but for
-        ``dest/.ocimodel*``: resumable partial downloads and the lock).
+        ``dest/.ocimodel*``: resumable partial downloads and the lock), and files the pull had
+        already replaced are put back. Nothing outside ``dest`` is written, read or removed,
+        whatever ``dest`` holds (symlinks, a hostile state file; see :mod:`ocimodel.dirfd`);
+        a ``dest`` holding the other layout is refused (:class:`UsageError`).
 
         ``layout="versioned"`` writes to ``dest/versions/<hex>`` and switches the
         ``dest/current`` symlink atomically (see :mod:`ocimodel.installed`). When
@@ -440,7 +443,7 @@ class Client:
         check_destination(dest, [p.title for p in planned] if layout == "flat" else [])
         state = installed.InstallState(
             reference=str(reference), digest=model.digest, layout=layout, files=files, include=tuple(include),
-            verification=verification, time=timestamp(None), tool=f"ocimodel {__version__}",
+            verification=verification, tool=f"ocimodel {__version__}",
         )
         # One pull per DEST at a time, from the state check to the state write: a second pod
         # container (or a concurrent CLI) waits, then finds the work done.
@@ -510,7 +513,7 @@ class Client:
             def finish(swap: Swap) -> None:
                 for item in stale:
                     swap.remove_installed(item.path, item.size, item.digest)
-                installed.write_state(top, state)
+                installed.write_state(top, replace(state, time=timestamp(None)))
 
             download_into(
                 self.registry, model, dest, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
@@ -531,7 +534,7 @@ class Client:
             # Keep the version being replaced: a reader may still have its files open.
             keep = {hexdigest, installed.current_digest_hex(top) or hexdigest}
             installed.switch_current(top, model.digest)
-            installed.write_state(top, state)
+            installed.write_state(top, replace(state, time=timestamp(None)))
             installed.prune_versions(versions, keep)
 
     # ----------------------------------------------------------------------- inspect, tags

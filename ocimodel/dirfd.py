@@ -187,7 +187,7 @@ class DirHandle:
         """The target of the symlink ``name``, or None if it is absent or not a symlink."""
         try:
             return os.readlink(name, dir_fd=self.fd)
-        except (FileNotFoundError, OSError):
+        except OSError:  # absent (ENOENT), or not a symlink (EINVAL)
             return None
 
 

@@ -353,3 +353,16 @@ def test_failure_writing_the_state_restores_replaced_and_removed_files(oc, regis
     with pytest.raises(OSError):
         oc.pull(ref2, dest, observer=Planter(plant))
     assert model_tree(dest) == {**v1, f"{STATE_NAME}/x": b""}
+
+
+def test_cli_says_when_it_ignores_a_state_file(registry, repo, tmp_path, docker_config, oc):
+    ref1 = _push(oc, registry, repo, tmp_path, "1", V1)
+    dest = tmp_path / "dest"
+    oc.pull(ref1, dest)
+    (dest / STATE_NAME).write_text('{"layout": "../x"}')
+    env = {**os.environ, "OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config)}
+    done = subprocess.run([sys.executable, "-m", "ocimodel", "pull", ref1, str(dest)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"ocimodel: ignoring {dest / STATE_NAME}: state_version None is not 1; installing again" in done.stderr
+    assert model_tree(dest) == V1
