@@ -171,6 +171,17 @@ def test_slow_consumer_is_not_a_slow_server(registry, repo, tmp_path, docker_con
     assert bytes(received) == data
 
 
+def test_proxied_connections_are_guarded_too(monkeypatch, docker_config):
+    """HTTP(S)_PROXY routes requests through other connection pools: they get the limits as well."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    with RegistryClient(credentials=CredentialStore()) as client:
+        http = client._http
+        transports = [http._transport, *(t for t in http._mounts.values() if t is not None)]
+        assert len(transports) >= 2
+        assert all(type(t._pool._network_backend).__name__ == "_GuardedBackend" for t in transports)
+
+
 # -- the limits themselves -----------------------------------------------------------------------
 
 
