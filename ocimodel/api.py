@@ -34,6 +34,8 @@ from .errors import OcimodelError, UsageError
 from .files import collect_files
 from .reference import Reference, validate_digest
 from .registry.client import RegistryClient
+from .registry.credentials import CredentialStore, registry_of
+from .registry.timeouts import Timeouts
 from .transfer import (
     DEFAULT_CONCURRENCY,
     NullObserver,
@@ -245,13 +247,28 @@ class Client:
         use_cache: bool = True,
         mirrors: Mapping[str, Sequence[str]] | None = None,
         registry: RegistryClient | None = None,
+        credentials_for: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float | Timeouts | None = None,
     ) -> None:
         """``cache_dir`` holds the blob and digest caches (default: ``OCIMODEL_CACHE_DIR``,
         else the user cache dir); ``use_cache=False`` neither reads nor fills them.
         ``mirrors`` maps a registry to pull-through caches tried first for reads (see
-        :mod:`ocimodel.registry.mirrors`); writes always go to the registry itself."""
+        :mod:`ocimodel.registry.mirrors`); writes always go to the registry itself.
+
+        ``username``/``password`` (else ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD``) are used
+        for the registry ``credentials_for`` names (a host such as ``ghcr.io``) and for no other
+        host: not a lineage parent's, a mirror's or a redirect target's, which get their own
+        stored login. Without ``credentials_for`` only stored logins (docker config) are used.
+        ``timeout`` (seconds, or a :class:`~ocimodel.registry.timeouts.Timeouts`; default
+        ``OCIMODEL_TIMEOUT``, else 60) bounds every wait on a registry."""
+        if credentials_for is None and (username is not None or password is not None):
+            raise UsageError("username and password need credentials_for: the registry they are for")
+        store = CredentialStore.for_registry(credentials_for, username, password) if credentials_for else None
         self.registry = registry or RegistryClient(
-            plain_http=plain_http, insecure=insecure, ca_file=ca_file, mirrors=mirrors
+            credentials=store, plain_http=plain_http, insecure=insecure, ca_file=ca_file, mirrors=mirrors,
+            timeout=timeout,
         )
         self.concurrency = max(1, concurrency)
         self._cache_dir = cache_dir
@@ -706,8 +723,9 @@ class Client:
         return lineage_mod.lineage(self.registry, ref, depth=depth)
 
 
-def _with_client(options: dict[str, Any]) -> Client:
-    """A Client from the connection and cache options among ``options`` (which are removed)."""
+def _with_client(options: dict[str, Any], target: str) -> Client:
+    """A Client from the connection and cache options among ``options`` (which are removed);
+    given credentials (``username``/``password``, else the environment's) go to ``target``'s registry."""
     return Client(
         plain_http=options.pop("plain_http", False),
         insecure=options.pop("insecure", False),
@@ -716,30 +734,35 @@ def _with_client(options: dict[str, Any]) -> Client:
         cache_dir=options.pop("cache_dir", None),
         use_cache=options.pop("use_cache", True),
         mirrors=options.pop("mirrors", None),
+        credentials_for=registry_of(str(target)),
+        username=options.pop("username", None),
+        password=options.pop("password", None),
+        timeout=options.pop("timeout", None),
     )
 
 
 def push(path: str | Path, ref: str, **kwargs: Any) -> PushResult:
-    """Push a model; see :meth:`Client.push` (connection options: plain_http, insecure, ca_file)."""
-    with _with_client(kwargs) as client:
+    """Push a model; see :meth:`Client.push` (connection options: plain_http, insecure, ca_file,
+    timeout, username, password: the credentials are used for ``ref``'s registry only)."""
+    with _with_client(kwargs, ref) as client:
         return client.push(path, ref, **kwargs)
 
 
 def pull(ref: str, dest: str | Path, **kwargs: Any) -> PullResult:
     """Pull a model; see :meth:`Client.pull`."""
-    with _with_client(kwargs) as client:
+    with _with_client(kwargs, ref) as client:
         return client.pull(ref, dest, **kwargs)
 
 
 def inspect(ref: str, **kwargs: Any) -> InspectResult:
     """Inspect a model; see :meth:`Client.inspect`."""
-    with _with_client(kwargs) as client:
+    with _with_client(kwargs, ref) as client:
         return client.inspect(ref, **kwargs)
 
 
 def tags(repository: str, **kwargs: Any) -> list[str]:
     """List a repository's tags, sorted; see :meth:`Client.tags`."""
-    with _with_client(kwargs) as client:
+    with _with_client(kwargs, repository) as client:
         return client.tags(repository)
 
 
@@ -752,16 +775,19 @@ def login(
     insecure: bool = False,
     ca_file: str | Path | None = None,
     config_path: str | Path | None = None,
+    timeout: float | Timeouts | None = None,
 ) -> Path:
     """Check ``username``/``password`` against ``host``, then store them like ``docker login``.
 
     Returns the docker config file written (or the one whose credential helper was used).
     """
-    from .registry.credentials import CredentialStore
+    from .registry.credentials import Credential
 
-    # Only the credentials being tested: never fall back to stored ones during the check.
-    probe = CredentialStore(env={"OCIMODEL_USERNAME": username, "OCIMODEL_PASSWORD": password})
-    with RegistryClient(credentials=probe, plain_http=plain_http, insecure=insecure, ca_file=ca_file) as client:
+    # Only the credentials being tested (ping asks nothing of another host, so stored logins
+    # are never consulted), and only for ``host``.
+    probe = CredentialStore().given_to(host, Credential(username=username, password=password))
+    with RegistryClient(credentials=probe, plain_http=plain_http, insecure=insecure, ca_file=ca_file,
+                        timeout=timeout) as client:
         client.ping(host)
     store = CredentialStore(config_path)
     store.login(host, username, password)
@@ -770,6 +796,4 @@ def login(
 
 def logout(host: str, *, config_path: str | Path | None = None) -> bool:
     """Forget stored credentials for ``host``; True if there were any."""
-    from .registry.credentials import CredentialStore
-
     return CredentialStore(config_path).logout(host)

@@ -8,12 +8,12 @@ one line ``error: ...`` on stderr and exit with the code of their class (see REA
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 import inspect as pyinspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, Callable, List, Optional, TypeVar, cast
 
 import typer
 from typing_extensions import Annotated
@@ -40,6 +40,9 @@ def _env(option: str) -> str:
 PlainHttp = Annotated[bool, typer.Option("--plain-http", envvar=_env("plain-http"), help="Use http:// instead of https://.")]
 Insecure = Annotated[bool, typer.Option("--insecure", envvar=_env("insecure"), help="Do not verify the registry's TLS certificate.")]
 CaFile = Annotated[Optional[Path], typer.Option("--ca-file", envvar=_env("ca-file"), help="CA bundle to verify the registry's TLS certificate.")]
+Timeout = Annotated[Optional[float], typer.Option("--timeout", metavar="SECONDS", envvar=_env("timeout"), help="Longest wait for a registry: to connect, for a response, for a body to make progress (default 60).")]
+Username = Annotated[Optional[str], typer.Option("--username", envvar=_env("username"), help="Username for the registry of this command's reference (no other host gets it).")]
+Password = Annotated[Optional[str], typer.Option("--password", envvar=_env("password"), help="Password for that registry; prefer OCIMODEL_PASSWORD (other users can see a command line).")]
 Mirrors = Annotated[Optional[List[str]], typer.Option("--mirror", metavar="REGISTRY=URL", envvar=_env("mirror"), help="Read through this pull-through mirror of REGISTRY first (falls back to REGISTRY; digests still verified). Repeatable; OCIMODEL_MIRROR may list several, separated by spaces or commas.")]
 CacheDir = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", envvar=_env("cache-dir"), help="Blob and digest cache directory (default: the user cache dir).")]
 NoCache = Annotated[bool, typer.Option("--no-cache", envvar=_env("no-cache"), help="Neither read nor fill the local caches.")]
@@ -108,31 +111,70 @@ def policy_options(fn: F) -> F:
 
 @dataclass(frozen=True)
 class Connection:
-    """How to reach registries: the options every registry command shares."""
+    """How to reach registries: the options every registry command shares.
+
+    ``username``/``password`` are for the registry of ``target`` (the command's reference)
+    and are sent to no other host: lineage parents, mirrors and redirect targets get only
+    their own stored logins.
+    """
 
     plain_http: bool = False
     insecure: bool = False
     ca_file: Path | None = None
+    timeout: float | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    target: str | None = None
 
     def client(self, mirror: list[str] | None = None, **options: Any) -> Any:
         """An :class:`ocimodel.api.Client` with these options (and mirrors, caching...)."""
         from .api import Client
+        from .registry.credentials import registry_of
         from .registry.mirrors import parse_mirrors
 
         mirrors = parse_mirrors(mirror or []) or None
-        return Client(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file, mirrors=mirrors, **options)
+        registry = registry_of(self.target) if self.target else None
+        # Empty values count as unset: how a container switches the environment's off.
+        username = (self.username or None) if registry else None
+        password = (self.password or None) if registry else None
+        return Client(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file, timeout=self.timeout,
+                      mirrors=mirrors, credentials_for=registry, username=username, password=password, **options)
 
 
-CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
+TRANSPORT_OPTIONS: dict[str, tuple[Any, Any]] = {
     "plain_http": (PlainHttp, False),
     "insecure": (Insecure, False),
     "ca_file": (CaFile, None),
+    "timeout": (Timeout, None),
 }
+CONNECTION_OPTIONS: dict[str, tuple[Any, Any]] = {
+    **TRANSPORT_OPTIONS,
+    "username": (Username, None),
+    "password": (Password, None),
+}
+#: The argument naming a command's reference: the registry that --username/--password are for.
+_TARGET_ARGUMENTS = ("ref", "repository", "target")
 
 
 def connection_options(fn: F) -> F:
-    """Give a command --plain-http, --insecure and --ca-file; it receives a ``connection``."""
-    return _inject_options(fn, CONNECTION_OPTIONS, "connection", lambda values: Connection(**values))
+    """Give a command the connection options and --username/--password; it receives a
+    ``connection`` bound to its reference argument (one of ``_TARGET_ARGUMENTS``)."""
+    names = pyinspect.signature(fn).parameters
+    target = next((name for name in _TARGET_ARGUMENTS if name in names), None)
+    if target is None:
+        raise TypeError(f"{fn.__name__} has no reference argument ({', '.join(_TARGET_ARGUMENTS)}) to bind credentials to")
+
+    @functools.wraps(fn)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        kwargs["connection"] = replace(kwargs["connection"], target=kwargs[target])
+        return fn(*args, **kwargs)
+
+    return _inject_options(cast(F, bound), CONNECTION_OPTIONS, "connection", lambda values: Connection(**values))
+
+
+def transport_options(fn: F) -> F:
+    """Connection options without credentials (``login`` takes its own); gives a ``connection``."""
+    return _inject_options(fn, TRANSPORT_OPTIONS, "connection", lambda values: Connection(**values))
 
 
 def _stderr() -> Any:
@@ -708,7 +750,7 @@ def lineage(
 
 @app.command()
 @handle_errors
-@connection_options
+@transport_options
 def login(
     host: Annotated[str, typer.Argument(help="Registry host, e.g. ghcr.io or localhost:5000")],
     username: Annotated[str, typer.Option("--username", "-u", envvar=_env("username"), prompt=True)],
@@ -728,7 +770,8 @@ def login(
         password = typer.prompt("Password", hide_input=True)
     if not password:
         raise UsageError("empty password")
-    where = api_login(host, username, password, plain_http=connection.plain_http, insecure=connection.insecure, ca_file=connection.ca_file)
+    where = api_login(host, username, password, plain_http=connection.plain_http, insecure=connection.insecure,
+                      ca_file=connection.ca_file, timeout=connection.timeout)
     typer.echo(f"Login succeeded for {host} (credentials stored in {where})", err=True)
 
 

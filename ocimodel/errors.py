@@ -71,6 +71,16 @@ class NetworkError(OcimodelError):
     exit_code = ExitCode.NETWORK
 
 
+class StalledError(OcimodelError):
+    """The registry sends a body so slowly that it would never finish (a trickle, not a cut).
+
+    Exit code of a network failure, but deliberately not a :class:`NetworkError`: those get
+    retried and resumed, and resuming a server that trickles only repeats the wait.
+    """
+
+    exit_code = ExitCode.NETWORK
+
+
 class IntegrityError(OcimodelError):
     """Content does not match what its descriptor promises, or is hostile."""
 

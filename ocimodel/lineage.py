@@ -136,6 +136,9 @@ def lineage(source: ClientSource, ref: str | Reference, *, depth: int = DEFAULT_
 
     ``source`` is one :class:`RegistryClient` (it reaches any host) or a callable returning the
     client for a registry host (for per-registry options); the caller owns and closes clients.
+    Parent hosts come from configs, untrusted content: a client must send them only their own
+    stored login (its :class:`~ocimodel.registry.credentials.CredentialStore` binds given
+    credentials to one registry), so a callable must not hand one host's credentials to another.
     Only the root failing to resolve raises (its own error); an ancestor failing becomes ``unresolved``.
     """
     if depth < 0:

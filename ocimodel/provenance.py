@@ -23,6 +23,7 @@ from .descriptor import Descriptor
 from .errors import VerificationError
 from .reference import Reference
 from .registry.client import RegistryClient
+from .registry.credentials import CredentialStore
 from .signing import keys as signing_keys
 from .signing import storage
 from .signing.describe import ClaimedSigner, describe_bundle
@@ -99,13 +100,15 @@ class VerifyResult:
 
 @contextmanager
 def _session(
-    registry: RegistryClient | None, plain_http: bool, insecure: bool, ca_file: str | Path | None
+    registry: RegistryClient | None, ref: Reference, plain_http: bool, insecure: bool, ca_file: str | Path | None
 ) -> Iterator[RegistryClient]:
-    """``registry`` as given (left open), or a new client closed afterwards."""
+    """``registry`` as given (left open), or a new client closed afterwards (the environment's
+    ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD`` then go to ``ref``'s registry, and no other)."""
     if registry is not None:
         yield registry
         return
-    with RegistryClient(plain_http=plain_http, insecure=insecure, ca_file=ca_file) as client:
+    credentials = CredentialStore.for_registry(ref.registry)
+    with RegistryClient(credentials=credentials, plain_http=plain_http, insecure=insecure, ca_file=ca_file) as client:
         yield client
 
 
@@ -162,7 +165,7 @@ def sign(
     ``annotations`` go into the signed statement's predicate.
     """
     reference = _parse(ref)
-    with _session(registry, plain_http, insecure, ca_file) as client:
+    with _session(registry, reference, plain_http, insecure, ca_file) as client:
         subject = _subject(client, reference)
         statement = build_statement(reference.name, subject.digest, annotations)
         bundle = _make_bundle(
@@ -230,7 +233,7 @@ def verify(
     """Verify that the manifest ``ref`` names (resolved once) is signed as ``policy`` demands."""
     policy.validate()
     reference = _parse(ref)
-    with _session(registry, plain_http, insecure, ca_file) as client:
+    with _session(registry, reference, plain_http, insecure, ca_file) as client:
         digest = _subject(client, reference).digest
         passed = require_signature(client, reference.with_digest(digest), policy)
     return VerifyResult(reference=str(reference), digest=digest, signatures=passed)

@@ -13,7 +13,10 @@ Faults are :class:`Fault` rules, added or changed at runtime; the first rule mat
 - cut the connection (TCP reset) after ``cut_response_after`` bytes of the response or
   ``cut_request_after`` bytes of the request, or close it cleanly (FIN, as a server that
   gives up does) after ``close_response_after`` bytes of the response;
-- ``stall`` for some seconds after ``stall_after`` response bytes, then carry on.
+- ``stall`` for some seconds after ``stall_after`` response bytes, then carry on;
+- ``dribble``: after ``dribble_after`` response bytes (counted from the end of the response
+  head with ``dribble_body``), send the rest one byte at a time, ``dribble`` seconds apart
+  (a slow-loris server: every byte comes well within any per-read timeout).
 
 Every loop is bounded (socket timeouts, an idle limit) and all threads are daemons, so a broken
 test cannot hang the session; :meth:`FaultProxy.stop` ends everything.
@@ -48,6 +51,9 @@ class Fault:
     cut_request_after: int | None = None
     stall: float = 0.0
     stall_after: int = 0
+    dribble: float = 0.0
+    dribble_after: int = 0
+    dribble_body: bool = False
     fired: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -208,6 +214,7 @@ class FaultProxy:
     def _pump(self, client: socket.socket, upstream: socket.socket, fault: Fault | None, exchange: Exchange) -> None:
         """Copy both ways until upstream ends the response; apply cuts and stalls."""
         stalled = False
+        head_seen = b""
         last = time.monotonic()
         open_in = True
         while not self._stopped.is_set():
@@ -235,6 +242,9 @@ class FaultProxy:
                 data = upstream.recv(1024 * 1024)
                 if not data:
                     return
+                if fault and fault.dribble:
+                    head_seen = self._dribble(client, data, fault, exchange, head_seen)
+                    continue
                 if fault and fault.stall and not stalled and exchange.response_bytes + len(data) > fault.stall_after:
                     keep = max(0, fault.stall_after - exchange.response_bytes)
                     client.sendall(data[:keep])
@@ -257,6 +267,25 @@ class FaultProxy:
                         return
                 client.sendall(data)
                 exchange.response_bytes += len(data)
+
+
+    def _dribble(self, client: socket.socket, data: bytes, fault: Fault, exchange: Exchange, head: bytes) -> bytes:
+        """Send ``data`` at full speed up to the dribble point, then byte by byte; returns the head so far."""
+        start = fault.dribble_after
+        if fault.dribble_body:
+            if b"\r\n\r\n" not in head:
+                head += data[: _MAX_HEAD]
+            end = head.find(b"\r\n\r\n")
+            start = fault.dribble_after + (end + 4 if end >= 0 else len(head) + len(data))
+        fast = max(0, start - exchange.response_bytes)
+        client.sendall(data[:fast])
+        exchange.response_bytes += min(fast, len(data))
+        for index in range(fast, len(data)):
+            if self._stopped.wait(fault.dribble):
+                return head
+            client.sendall(data[index : index + 1])  # raises once the client gave up: the exchange ends
+            exchange.response_bytes += 1
+        return head
 
 
 def _read_head(sock: socket.socket) -> tuple[bytes | None, bytes]:

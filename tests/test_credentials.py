@@ -97,11 +97,29 @@ def test_secrets_hidden_from_repr() -> None:
     assert "alice" in text and "hunter2" not in text and "tok3n" not in text
 
 
-def test_env_credentials_take_precedence(docker_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write_config(docker_config, {"auths": {"h.example.com": {"auth": _b64("file:pw")}}})
+def test_env_credentials_take_precedence_for_their_registry(docker_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_config(docker_config, {"auths": {"h.example.com": {"auth": _b64("file:pw")}, "o.example.com": {"auth": _b64("o:pw")}}})
     monkeypatch.setenv("OCIMODEL_USERNAME", "ci")
     monkeypatch.setenv("OCIMODEL_PASSWORD", "ci-secret")
-    assert CredentialStore().get("h.example.com") == Credential("ci", "ci-secret")
+    store = CredentialStore.for_registry("h.example.com")
+    assert store.get("h.example.com") == Credential("ci", "ci-secret")
+    assert store.get("o.example.com") == Credential("o", "pw")  # another registry: its own login
+    assert CredentialStore().get("h.example.com") == Credential("file", "pw")  # bound to nothing: unused
+
+
+@pytest.mark.parametrize("username, password", [("u", None), (None, "p"), ("", "p")])
+def test_half_a_credential_is_a_usage_error(username, password, docker_config: Path) -> None:
+    with pytest.raises(UsageError, match="a username needs a password"):
+        CredentialStore.for_registry("h.example.com", username, password)
+
+
+def test_auth_error_hint_names_the_registry_credentials_were_given_for(docker_config: Path, monkeypatch) -> None:
+    given = CredentialStore().given_to("ghcr.io", Credential("ci", "secret-pw"))
+    assert "for ghcr.io only" in given.hint("quay.io") and given.hint("ghcr.io") == ""
+    assert "secret" not in given.hint("quay.io")
+    monkeypatch.setenv("OCIMODEL_USERNAME", "ci")
+    monkeypatch.setenv("OCIMODEL_PASSWORD", "secret-pw")
+    assert "credentials_for" in CredentialStore().hint("quay.io")
 
 
 def test_explicit_path_overrides_docker_config(docker_config: Path, tmp_path: Path) -> None:

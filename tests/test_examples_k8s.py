@@ -138,7 +138,7 @@ def cluster(tmp_path, tls_basic_registry, sigstore_standin, repo, monkeypatch):
     (init.volume("/etc/ocimodel/docker") / "config.json").write_text(json.dumps(secret_config))
     policy = load("configmap-policy.yaml")["data"]["policy.yaml"]
     (init.volume("/etc/ocimodel/policy") / "policy.yaml").write_text(policy)
-    client = Client(ca_file=reg.ca_file)
+    client = Client(ca_file=reg.ca_file, credentials_for=reg.host)  # OCIMODEL_USERNAME/PASSWORD, for this registry
     yield init, client, sigstore_standin
     client.close()
 

@@ -424,7 +424,9 @@ def test_expired_token_is_refreshed_mid_transfer(token_registry, tmp_path, docke
         if response.status_code == 401 and response.request.headers.get("authorization", "").startswith("Bearer"):
             refused.append(f"{response.request.method} {response.request.url.path}")
 
-    with RegistryClient(plain_http=True, retry=fast_retry(), event_hooks={"response": [on_response]}) as c:
+    credentials = CredentialStore.for_registry(token_registry.host)  # the environment's, for this registry
+    with RegistryClient(plain_http=True, credentials=credentials, retry=fast_retry(),
+                        event_hooks={"response": [on_response]}) as c:
         before = token_registry.token_requests
         pushed = push_model(c, model, ref, concurrency=1, observer=SlowObserver())
         assert pushed.uploaded == 2

@@ -19,6 +19,7 @@ import httpx
 
 from ..errors import AuthError, NetworkError, RegistryError
 from .credentials import Credential, CredentialStore
+from .timeouts import Timeouts
 
 DEFAULT_TOKEN_LIFETIME = 60.0
 # Refresh a little early so a token does not expire between cache lookup and use.
@@ -117,10 +118,12 @@ class Authenticator:
         http: httpx.Client,
         *,
         clock: Callable[[], float] = time.monotonic,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._credentials = credentials
         self._http = http
         self._clock = clock
+        self._timeouts = timeouts or Timeouts()
         self._challenges: dict[str, Challenge] = {}
         self._tokens: dict[tuple[str, frozenset[str]], _Token] = {}
         self._lock = threading.Lock()
@@ -128,6 +131,10 @@ class Authenticator:
     def has_credentials(self, registry: str) -> bool:
         """True if a username/password or identity token is configured for ``registry``."""
         return self._credentials.get(registry) is not None
+
+    def login_hint(self, registry: str) -> str:
+        """What to do when ``registry`` wants credentials we do not have (one sentence fragment)."""
+        return f"run 'ocimodel login {registry}'{self._credentials.hint(registry)}"
 
     def authorization(self, registry: str, scopes: Iterable[str]) -> str | None:
         """The header to send proactively, if this host challenged us before."""
@@ -213,23 +220,26 @@ class Authenticator:
 
     def _token_request(self, method: str, realm: str, **kwargs: Any) -> _TokenReply:
         try:
-            with self._http.stream(method, realm, **kwargs) as response:
+            # One deadline for the whole exchange: the answer is small, a trickle is an attack.
+            with self._timeouts.deadline(), self._http.stream(method, realm, **kwargs) as response:
                 body = bytearray()
                 for piece in response.iter_bytes():
                     body += piece
                     if len(body) > _MAX_TOKEN_RESPONSE:
                         raise RegistryError(f"token server {realm} sent an oversized answer; refusing it")
                 return _TokenReply(response.status_code, bytes(body))
+        except httpx.TimeoutException:
+            raise NetworkError(
+                f"token server {realm} did not answer within {self._timeouts.response:g} s "
+                "(--timeout / OCIMODEL_TIMEOUT sets the limit)"
+            ) from None
         except httpx.HTTPError as exc:
             raise NetworkError(f"cannot reach token server {realm}: {type(exc).__name__}: {exc}") from None
 
     def _parse_token(self, registry: str, response: _TokenReply, credential: Credential | None) -> tuple[str, float]:
         if response.status in (401, 403):
             if credential is None:
-                raise AuthError(
-                    f"authentication required for {registry}: run 'ocimodel login {registry}'",
-                    status=response.status,
-                )
+                raise AuthError(f"authentication required for {registry}: {self.login_hint(registry)}", status=response.status)
             raise AuthError(f"wrong username or password for {registry}", status=response.status)
         if response.status != 200:
             raise RegistryError(

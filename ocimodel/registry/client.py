@@ -11,7 +11,10 @@ Transport rules worth knowing (see shared notes/registry.md for the measurements
 - downloads use ``iter_raw()`` without a chunk size (twice as fast), read a blob's body past
   the HTTP parser after its first piece (:func:`_body_pieces`: a third of a pull's CPU), and
   stop at the descriptor's size, so a hostile registry cannot make us read more than promised;
-- redirects are followed by hand so ``Authorization`` is only ever sent to the registry itself;
+- redirects are followed by hand so ``Authorization`` is only ever sent to the registry itself,
+  and only the registry's own 401 challenge is answered;
+- every wait is bounded (:mod:`.timeouts`): a deadline for the response headers and for small
+  bodies, an idle limit and a minimum progress for blob bodies, a time budget for retries;
 - reads may go through mirrors first (pull-through caches, see :mod:`.mirrors`); writes never do.
 """
 
@@ -56,6 +59,7 @@ from ..errors import (
     RegistryError,
     SchemaError,
     SizeMismatchError,
+    StalledError,
     UnsafeContentError,
     UsageError,
 )
@@ -64,6 +68,7 @@ from .auth import Authenticator, repository_scope
 from .credentials import CredentialStore, normalise_host
 from .mirrors import Mirror, registry_key, resolve_mirrors
 from .retry import RetryableFailure, RetryPolicy, is_retryable_status, parse_retry_after
+from .timeouts import BodyTooSlow, ResponseTooSlow, Timeouts, guard, slowness
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +156,8 @@ class BlobStream:
 
     ``on_bad_mirror`` (set for a whole blob served by a mirror) makes the stream verify the
     digest itself and hold back the last piece until it matched: a mirror serving wrong bytes
-    then never completes a download. It is called, and the stream ends as interrupted
+    then never completes a download. It is called (with what went wrong: wrong content, or
+    too slow a trickle), and the stream ends as interrupted
     (:class:`TransferInterrupted`), so the caller's retry asks again, and the client, having
     marked the mirror bad for that digest, answers from byte 0 from the next source.
     """
@@ -162,7 +168,7 @@ class BlobStream:
         descriptor: Descriptor,
         offset: int,
         op: _Op,
-        on_bad_mirror: Callable[[], None] | None = None,
+        on_bad_mirror: Callable[[str], None] | None = None,
     ) -> None:
         self._response = response
         self._descriptor = descriptor
@@ -177,10 +183,11 @@ class BlobStream:
             return self._chunks()
         return self._mirror_chunks(self._on_bad_mirror)
 
-    def _mirror_chunks(self, on_bad_mirror: Callable[[], None]) -> Iterator[bytes]:
+    def _mirror_chunks(self, on_bad_mirror: Callable[[str], None]) -> Iterator[bytes]:
         hasher = hashlib.sha256()
         held = b""
         passed = 0
+        fault = "with wrong content"
         try:
             for piece in self._chunks():
                 hasher.update(piece)
@@ -191,11 +198,12 @@ class BlobStream:
             good = f"sha256:{hasher.hexdigest()}" == self._descriptor.digest
         except IntegrityError:
             good = False
+        except StalledError:  # a mirror that trickles is as useless as one that lies
+            good, fault = False, "too slowly"
         if not good:
-            on_bad_mirror()
+            on_bad_mirror(fault)
             raise TransferInterrupted(
-                f"mirror {self._op.host} served {self._op.noun} with wrong content; "
-                "fetching it from the next source",
+                f"mirror {self._op.host} served {self._op.noun} {fault}; fetching it from the next source",
                 self.offset + passed,
             )
         if held:
@@ -217,10 +225,21 @@ class BlobStream:
                 received += len(piece)
                 yield piece
         except (httpx.HTTPError, httpcore.NetworkError, httpcore.TimeoutException) as exc:
+            position = self.offset + received
+            slow = slowness(exc)
+            if isinstance(slow, BodyTooSlow):
+                raise StalledError(
+                    f"registry {self._op.host} sends {self._op.noun} too slowly: {slow.received} bytes in "
+                    f"{slow.window:.0f} s of waiting at byte {position}; giving up (--timeout sets the limit)"
+                ) from None
+            if isinstance(exc, (httpx.TimeoutException, httpcore.TimeoutException)):
+                why = "it sent nothing for the --timeout limit"
+            else:
+                why = type(exc).__name__
             raise TransferInterrupted(
                 f"connection to {self._op.host} lost while downloading {self._op.noun} "
-                f"at byte {self.offset + received} ({type(exc).__name__}); try again to resume",
-                self.offset + received,
+                f"at byte {position} ({why}); try again to resume",
+                position,
             ) from None
         if remaining:
             raise SizeMismatchError(
@@ -434,6 +453,11 @@ def _error_detail(body: bytes) -> tuple[str | None, str]:
     return code or None, ": ".join(part for part in (code, message) if part)
 
 
+def _same_origin(url: httpx.URL, op: _Op) -> bool:
+    """True if ``url`` is on the scheme, host and port ``op`` is addressed to (its credentials' origin)."""
+    return url.scheme == op.scheme and url.netloc.decode("ascii") == op.host
+
+
 def _next_link(response: httpx.Response) -> httpx.URL | None:
     match = _LINK_NEXT_RE.search(response.headers.get("link", ""))
     return response.url.join(match.group(1)) if match else None
@@ -466,6 +490,10 @@ class RegistryClient:
     mirror base URLs tried in order before the registry for reads only; see :mod:`.mirrors`.
     A mirror gets one attempt per request (no retries: the next source is the retry); one that
     cannot be reached or answers 5xx is skipped for :data:`MIRROR_COOLDOWN` seconds.
+
+    ``credentials`` decides what each host is sent (see :class:`.CredentialStore`: a credential
+    given for one registry goes to that registry only). ``timeout`` is seconds, or a
+    :class:`.Timeouts`; None: ``OCIMODEL_TIMEOUT``, else 60 s (see :mod:`.timeouts`).
     """
 
     def __init__(
@@ -476,28 +504,30 @@ class RegistryClient:
         insecure: bool = False,
         ca_file: str | Path | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float = 60.0,
+        timeout: float | Timeouts | None = None,
         user_agent: str = f"ocimodel/{__version__}",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
         mirrors: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.scheme = "http" if plain_http or _env_flag(_PLAIN_HTTP_ENV) else "https"
+        self.timeouts = Timeouts.resolve(timeout, os.environ)
         self.mirrors = resolve_mirrors(mirrors)
         self.retry = retry or RetryPolicy()
         self.chunk_size = chunk_size
         _raise_read_size()
         self._http = httpx.Client(
             verify=_ssl_verify(insecure, ca_file),
-            timeout=httpx.Timeout(timeout),
+            timeout=self.timeouts.for_httpx(),
             headers={"User-Agent": user_agent},
             follow_redirects=False,  # done by hand: see _follow
             event_hooks=dict(event_hooks or {}),
         )
+        guard(self._http, self.timeouts)
         credentials = credentials or CredentialStore()
-        self._auth = Authenticator(credentials, self._http)
+        self._auth = Authenticator(credentials, self._http, timeouts=self.timeouts)
         # Mirrors authenticate with their own docker-config entry, never the registry's.
-        self._mirror_auth = Authenticator(credentials.config_only(), self._http)
+        self._mirror_auth = Authenticator(credentials.config_only(), self._http, timeouts=self.timeouts)
         self._mirror_lock = threading.Lock()
         self._mirror_down: dict[Mirror, float] = {}  # mirror → monotonic time to try it again
         self._mirror_bad: set[tuple[Mirror, str]] = set()  # (mirror, digest) that failed verification
@@ -1021,11 +1051,17 @@ class RegistryClient:
         """The whole (decoded) body, refusing to buffer more than ``limit`` bytes."""
         body = bytearray()
         try:
-            for piece in response.iter_bytes():
-                body += piece
-                if len(body) > limit:
-                    raise SchemaError(f"{op.noun} from {op.host} is over the {limit}-byte limit; refusing it")
+            with self.timeouts.deadline():
+                for piece in response.iter_bytes():
+                    body += piece
+                    if len(body) > limit:
+                        raise SchemaError(f"{op.noun} from {op.host} is over the {limit}-byte limit; refusing it")
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.TimeoutException):
+                raise NetworkError(
+                    f"registry {op.host} sent {op.noun} too slowly: not complete within {self.timeouts.response:g} s "
+                    "(--timeout sets the limit)"
+                ) from None
             raise NetworkError(f"connection to {op.host} lost reading {op.noun} ({type(exc).__name__})") from None
         return bytes(body)
 
@@ -1039,8 +1075,9 @@ class RegistryClient:
         code, detail = _error_detail(body)
         suffix = f": {detail}" if detail else ""
         if status == 401:
-            if not self._auth_for(op).has_credentials(host):
-                return AuthError(f"authentication required for {host}: run 'ocimodel login {host}'", status, code)
+            auth = self._auth_for(op)
+            if not auth.has_credentials(host):
+                return AuthError(f"authentication required for {host}: {auth.login_hint(host)}", status, code)
             if response.headers.get("www-authenticate", "").lower().startswith("basic"):
                 return AuthError(f"wrong username or password for {host}", status, code)
             return AuthError(
@@ -1113,14 +1150,14 @@ class RegistryClient:
         if isinstance(error, IntegrityError):
             logger.warning("mirror %s served bad content for %s (%s); using the next source", mirror, op.noun, error)
             return
-        if isinstance(exc, RetryableFailure) or isinstance(error, NetworkError):
-            # Unreachable or failing (5xx, 429): skip it for a while instead of waiting on every read.
+        if isinstance(exc, RetryableFailure) or isinstance(error, (NetworkError, StalledError)):
+            # Unreachable, failing (5xx, 429) or too slow: skip it for a while instead of waiting on every read.
             with self._mirror_lock:
                 self._mirror_down[mirror] = time.monotonic() + MIRROR_COOLDOWN
         logger.info("mirror %s failed %s %s (%s); using the next source", mirror, op.verb, op.noun, error)
 
-    def _mark_bad(self, mirror: Mirror, digest: str) -> None:
-        logger.warning("mirror %s served blob %s with wrong content; using the next source", mirror, digest)
+    def _mark_bad(self, mirror: Mirror, digest: str, fault: str) -> None:
+        logger.warning("mirror %s served blob %s %s; using the next source", mirror, digest, fault)
         with self._mirror_lock:
             self._mirror_bad.add((mirror, digest))
 
@@ -1162,7 +1199,10 @@ class RegistryClient:
                 raise RetryableFailure(NetworkError(str(error)), parse_retry_after(response.headers.get("retry-after")))
             return response
 
-        response = self.retry.run(attempt) if retry and op.mirror is None else attempt()
+        if retry and op.mirror is None:
+            response = self.retry.run(attempt, budget=self.timeouts.retry_budget)
+        else:
+            response = attempt()
         try:
             yield response
         finally:
@@ -1175,7 +1215,9 @@ class RegistryClient:
         sent = auth.authorization(op.host, op.scopes)
         response = self._follow(method, url, op, headers, body, sent)
         challenge = response.headers.get("www-authenticate")
-        if response.status_code != 401 or not challenge:
+        # Only the registry's own challenge counts: one from a host it redirected to would
+        # have us send the registry's credentials to that host's token realm.
+        if response.status_code != 401 or not challenge or not _same_origin(response.url, op):
             return response
         retry_with = auth.on_challenge(op.host, challenge, op.scopes, sent)
         if retry_with is None:
@@ -1193,13 +1235,13 @@ class RegistryClient:
         authorization: str | None,
     ) -> httpx.Response:
         """Send, following redirects; ``Authorization`` goes to the registry's own origin only."""
-        origin = (op.scheme, op.host)
         for _ in range(_MAX_REDIRECTS + 1):
             hop_headers = dict(headers)
-            if authorization and (url.scheme, url.netloc.decode("ascii")) == origin:
+            if authorization and _same_origin(url, op):
                 hop_headers["Authorization"] = authorization
             request = self._http.build_request(method, url, headers=hop_headers, content=body() if body else None)
-            response = self._http.send(request, stream=True)
+            with self.timeouts.deadline():
+                response = self._http.send(request, stream=True)
             self._log_warnings(response, op)
             location = response.headers.get("location")
             if response.status_code not in _REDIRECT_STATUSES or not location:
@@ -1226,8 +1268,19 @@ class RegistryClient:
             return NetworkError(f"certificate verify failed for {host}: pass --ca-file or --insecure")
         if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER_FAILURE" in text or "wrong version number" in text:
             return NetworkError(f"TLS handshake with {host} failed: if it serves plain http, pass --plain-http")
-        if isinstance(exc, httpx.TimeoutException):
-            error = NetworkError(f"timed out talking to registry {host} ({op.verb} {op.noun}); try again later")
+        limits = "--timeout / OCIMODEL_TIMEOUT sets the limit"
+        if isinstance(slowness(exc), ResponseTooSlow):
+            error = NetworkError(
+                f"registry {host} did not answer {op.verb} {op.noun} within {self.timeouts.response:g} s "
+                f"(no complete response headers; {limits})"
+            )
+        elif isinstance(exc, httpx.ConnectTimeout):
+            error = NetworkError(
+                f"cannot connect to registry {host} within {self.timeouts.connect:g} s ({op.verb} {op.noun}): "
+                f"check the host, port and network ({limits})"
+            )
+        elif isinstance(exc, httpx.TimeoutException):
+            error = NetworkError(f"timed out talking to registry {host} ({op.verb} {op.noun}; {limits}); try again later")
         elif isinstance(exc, httpx.ConnectError):
             error = NetworkError(f"cannot connect to registry {host} ({text}): check the host, port and network")
         else:

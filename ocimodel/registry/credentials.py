@@ -1,8 +1,11 @@
-"""Registry credentials: environment, docker's ``config.json`` and credential helpers.
+"""Registry credentials: given ones, docker's ``config.json`` and credential helpers.
 
 Lookup order for a host:
 
-1. ``OCIMODEL_USERNAME`` / ``OCIMODEL_PASSWORD`` (CI, containers) — used for every host;
+1. the *given* credential (``--username``/``--password``, ``OCIMODEL_USERNAME``/
+   ``OCIMODEL_PASSWORD``), but only for the one registry it was given for: the registry of
+   the reference on the command line. Hosts named by content (lineage parents, mirrors,
+   redirect targets) never see it;
 2. the credential helper for the host (``credHelpers[host]``, else ``credsStore``);
 3. ``auths[host]`` in the config file (``auth`` = base64 ``user:pass``, or ``username`` /
    ``password``, plus ``identitytoken``).
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import AuthError, UsageError
+from ..errors import AuthError, InvalidReferenceError, UsageError
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
@@ -30,6 +33,8 @@ _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"
 _HELPER_NOT_FOUND = "credentials not found"
 _IDENTITY_TOKEN_USER = "<token>"
 _HELPER_TIMEOUT = 60.0
+USERNAME_ENV = "OCIMODEL_USERNAME"
+PASSWORD_ENV = "OCIMODEL_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -67,11 +72,42 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     return Path(directory or Path.home() / ".docker") / "config.json"
 
 
+def env_credential(env: Mapping[str, str]) -> Credential | None:
+    """``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD`` as a credential, None unless both are set.
+
+    An empty username counts as unset (how a container switches them off).
+    """
+    username, password = env.get(USERNAME_ENV), env.get(PASSWORD_ENV)
+    return Credential(username=username, password=password) if username and password is not None else None
+
+
+def registry_of(text: str) -> str | None:
+    """The registry host of a reference or repository string; None if ``text`` is neither."""
+    from ..reference import Reference
+
+    for parse in (Reference.parse, Reference.parse_repository):
+        try:
+            return parse(text).registry
+        except InvalidReferenceError:
+            continue
+    return None
+
+
+@dataclass(frozen=True)
+class GivenCredential:
+    """A credential given for one registry (``host``, normalised); no other host may see it."""
+
+    host: str
+    credential: Credential
+
+
 class CredentialStore:
     """Reads (and for login/logout, writes) credentials the way docker does.
 
     ``config_path`` overrides the docker config location (like podman's ``REGISTRY_AUTH_FILE``);
     ``env`` defaults to ``os.environ`` and is read at each lookup, so tests can monkeypatch it.
+    ``given`` is a credential bound to one registry (see :meth:`given_to`, :meth:`for_registry`):
+    the environment's ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD`` are used only through it.
     """
 
     def __init__(
@@ -79,19 +115,58 @@ class CredentialStore:
         config_path: str | Path | None = None,
         *,
         env: Mapping[str, str] | None = None,
-        env_credentials: bool = True,
+        given: GivenCredential | None = None,
     ) -> None:
         self._explicit_path = Path(config_path) if config_path is not None else None
         self._env = env
-        self._env_credentials = env_credentials
+        self._given = given
+
+    @classmethod
+    def for_registry(
+        cls,
+        registry: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        config_path: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> "CredentialStore":
+        """A store where ``username``/``password`` (else ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD``)
+        are used for ``registry`` only, and stored credentials for every host."""
+        store = cls(config_path, env=env)
+        if username is None and password is None:
+            given = env_credential(store.env)
+        elif not username or password is None:
+            raise UsageError(
+                f"a username needs a password (--password or {PASSWORD_ENV}) and a password needs a username "
+                f"(--username or {USERNAME_ENV})"
+            )
+        else:
+            given = Credential(username=username, password=password)
+        return store.given_to(registry, given) if given else store
+
+    def given_to(self, registry: str, credential: Credential) -> "CredentialStore":
+        """The same store with ``credential`` for ``registry`` (a name or API host) and no other."""
+        return CredentialStore(self._explicit_path, env=self._env, given=GivenCredential(normalise_host(registry), credential))
 
     def config_only(self) -> "CredentialStore":
-        """The same store ignoring ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD`` (for mirrors).
+        """The same store without the given credential (for mirrors).
 
-        Those variables name the credentials for the registry being used; a mirror must get only
-        what the docker config holds for the mirror's own host.
+        The given credential is for the registry being used; a mirror must get only what the
+        docker config holds for the mirror's own host.
         """
-        return CredentialStore(self._explicit_path, env=self._env, env_credentials=False)
+        return CredentialStore(self._explicit_path, env=self._env)
+
+    def hint(self, host: str) -> str:
+        """Why given credentials were not used for ``host``, for an authentication error ("" if they were)."""
+        if self._given is not None and self._given.host != normalise_host(host):
+            return f" (the credentials given with --username or {USERNAME_ENV} are for {self._given.host} only)"
+        if self._given is None and env_credential(self.env) is not None:
+            return (
+                f" ({USERNAME_ENV}/{PASSWORD_ENV} apply only to the registry a command names; "
+                "from Python, pass credentials_for=REGISTRY)"
+            )
+        return ""
 
     @property
     def env(self) -> Mapping[str, str]:
@@ -105,9 +180,8 @@ class CredentialStore:
 
     def get(self, host: str) -> Credential | None:
         """Credentials for ``host`` (a registry name or API host), or None for anonymous."""
-        user, password = self.env.get("OCIMODEL_USERNAME"), self.env.get("OCIMODEL_PASSWORD")
-        if self._env_credentials and user and password is not None:
-            return Credential(username=user, password=password)
+        if self._given is not None and self._given.host == normalise_host(host):
+            return self._given.credential
         config = self._load()
         helper = self._helper_for(config, host)
         if helper:

@@ -55,7 +55,8 @@ class RetryPolicy:
 
     ``max_attempts`` counts the first try. ``total_cap`` bounds the summed sleeps: a wait that
     would cross it ends the retries at once, so a ``Retry-After: 3600`` fails fast instead of
-    hanging. ``sleep`` and ``jitter`` are injectable so tests run instantly and deterministically.
+    hanging. ``sleep``, ``jitter`` and ``clock`` are injectable so tests run instantly and
+    deterministically.
     """
 
     max_attempts: int = 5
@@ -64,6 +65,7 @@ class RetryPolicy:
     total_cap: float = 120.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     jitter: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -77,9 +79,15 @@ class RetryPolicy:
         # Half fixed, half random: spreads parallel clients without ever waiting ~0.
         return ceiling / 2 + self.jitter() * ceiling / 2
 
-    def run(self, attempt: Callable[[], T]) -> T:
-        """Call ``attempt`` until it returns or raises something other than RetryableFailure."""
+    def run(self, attempt: Callable[[], T], *, budget: float | None = None) -> T:
+        """Call ``attempt`` until it returns or raises something other than RetryableFailure.
+
+        ``budget`` (seconds) bounds the whole: no new attempt starts once the time spent so far,
+        attempts and the coming wait together, would exceed it (each attempt is bounded by the
+        client's timeouts, so retrying never multiplies them beyond ``budget``).
+        """
         slept = 0.0
+        started = self.clock()
         for number in range(1, self.max_attempts + 1):
             try:
                 return attempt()
@@ -87,18 +95,24 @@ class RetryPolicy:
                 wait = self.delay(number, failure.retry_after)
                 if number == self.max_attempts or slept + wait > self.total_cap:
                     raise _final(failure, number, wait if number < self.max_attempts else None) from None
+                if budget is not None and self.clock() - started + wait > budget:
+                    raise _final(failure, number, None, budget) from None
                 self.sleep(wait)
                 slept += wait
         raise AssertionError("unreachable: __post_init__ ensures max_attempts >= 1")
 
 
-def _final(failure: RetryableFailure, attempts: int, refused_wait: float | None) -> OcimodelError:
+def _final(
+    failure: RetryableFailure, attempts: int, refused_wait: float | None, budget: float | None = None
+) -> OcimodelError:
     """The error to report once retrying stops, saying why it stopped (one line)."""
     error = failure.error
-    if attempts == 1 and refused_wait is None:
+    if attempts == 1 and refused_wait is None and budget is None:
         return error
     if refused_wait is not None:
         why = f"gave up after {attempts} attempt(s): the registry asked to wait {refused_wait:.0f}s more"
+    elif budget is not None:
+        why = f"gave up after {attempts} attempt(s): the {budget:g}s retry budget is spent"
     else:
         why = f"gave up after {attempts} attempts"
     error.message = f"{error.message} ({why})"
