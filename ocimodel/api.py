@@ -8,6 +8,7 @@ and returns a typed result; the CLI only parses options and prints these results
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -298,6 +299,8 @@ class Client:
         scan: bool = True,
         deny_unsafe: bool = False,
         on_scan: Callable[[ScanReport], None] | None = None,
+        allow_globals: Sequence[str] = (),
+        scan_limits: Sequence[str] = (),
     ) -> PushResult:
         """Push the file or directory at ``path`` as a model tagged ``ref``.
 
@@ -307,18 +310,21 @@ class Client:
         With ``scan`` (the default) the files are scanned first for pickles that can run code
         (:mod:`ocimodel.safety`; formats like safetensors are judged from their header), the
         report is handed to ``on_scan`` (the CLI prints warnings) and its summary recorded in
-        the config's ``scan`` field. ``deny_unsafe`` refuses a dangerous model before anything
-        is uploaded (:class:`~ocimodel.safety.UnsafeModelError`, exit 5).
+        the config's ``scan`` field. ``deny_unsafe`` refuses a model with a dangerous file, or
+        one not fully inspected, before anything is uploaded
+        (:class:`~ocimodel.safety.UnsafeModelError`, exit 5). ``allow_globals`` extends the
+        scanner's allow-list (``module.name``), ``scan_limits`` its limits (``name=value``).
         """
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         if reference.digest:
             raise UsageError(f"push needs a tag, not a digest: {reference}")
         if deny_unsafe and not scan:
             raise UsageError("deny_unsafe needs the scan: do not combine --deny-unsafe with --no-scan")
+        options = safety.ScanOptions.make(allow_globals, scan_limits)
         observer = observer or NullObserver()
         root = Path(path)
         sources = collect_files(root)
-        report = safety.scan_files((s.title, s.path) for s in sources) if scan else None
+        report = safety.scan_files(((s.title, s.path) for s in sources), options=options) if scan else None
         if report is not None:
             if on_scan is not None:
                 on_scan(report)
@@ -386,6 +392,8 @@ class Client:
         events: PullEvents | None = None,
         deny_unsafe: bool = False,
         allow_licenses: Sequence[str] = (),
+        allow_globals: Sequence[str] = (),
+        scan_limits: Sequence[str] = (),
     ) -> PullResult:
         """Pull the model at ``ref`` into the directory ``dest``, every byte verified.
 
@@ -400,10 +408,14 @@ class Client:
         are intact (sizes; sha256 too with ``reverify``), nothing is downloaded.
         ``events(step, fields)`` is told each step (resolved, verified, up-to-date,
         downloaded, installed). ``allow_licenses`` refuses a model whose SPDX license is not
-        allowed, and ``deny_unsafe`` one whose pickles can run code, before anything is written.
+        allowed, and ``deny_unsafe`` one with a file that can run code when loaded or that
+        could not be fully inspected, before anything is written (``allow_globals`` and
+        ``scan_limits`` as for :meth:`push`; a verification policy file's ``allowGlobals``
+        belongs in ``allow_globals`` too).
         """
         if layout not in installed.LAYOUTS:
             raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(installed.LAYOUTS)}")
+        options = safety.ScanOptions.make(allow_globals, scan_limits)
         emit = events or (lambda step, fields: None)
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         dest = Path(dest)
@@ -412,7 +424,7 @@ class Client:
         planned = plan_files(model, include)
         safety.check_model_license(model, allow_licenses)
         if deny_unsafe:
-            safety.check_config_scan(model.config)
+            safety.check_config_scan(model.config, options)
         verification: dict[str, Any] | None = None
         if policy is not None:
             from .provenance import require_signature, signature_dict
@@ -440,11 +452,12 @@ class Client:
                     problem = installed.problem_with(root, files, reverify=reverify)
                     if problem is None and (layout == "flat" or installed.current_digest_hex(dest) == root.name):
                         if deny_unsafe:
-                            safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files])
+                            safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files], options)
                         emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
                         return replace(result, skipped=True)
                     emit("repairing", {"digest": model.digest, "reason": problem or "current link points elsewhere"})
-                self._install(model, dest, root, planned, layout, existed, previous, observer, deny_unsafe)
+                self._install(model, dest, root, planned, layout, existed, previous, observer,
+                              functools.partial(safety.check_blobs_safe, options=options) if deny_unsafe else None)
                 emit("downloaded", {"digest": model.digest, "files": len(planned), "bytes": sum(f.size for f in files)})
                 installed.write_state(dest, installed.InstallState(
                     reference=str(reference), digest=model.digest, layout=layout, files=files, include=tuple(include),
@@ -467,14 +480,14 @@ class Client:
         existed: bool,
         previous: installed.InstallState | None,
         observer: TransferObserver | None,
-        deny_unsafe: bool,
+        before_commit: Callable[[list[tuple[str, Path]]], object] | None,
     ) -> None:
         """Download into ``root`` (DEST, or its version directory), then make it current."""
         flat = layout == "flat"
         download_into(
             self.registry, model, root, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
             lock=not flat, dest_existed=existed if flat else None,  # the caller holds DEST's lock
-            before_commit=safety.check_blobs_safe if deny_unsafe else None,
+            before_commit=before_commit,
         )
         if not flat:
             # Keep the version being replaced: a reader may still have its files open.
@@ -506,7 +519,8 @@ class Client:
 
     # -------------------------------------------------------------------------------- scan
     def scan(
-        self, target: str | Path, *, max_blob_bytes: int = safety.MAX_BLOB_SCAN_BYTES
+        self, target: str | Path, *, max_blob_bytes: int = safety.MAX_BLOB_SCAN_BYTES,
+        allow_globals: Sequence[str] = (), scan_limits: Sequence[str] = (),
     ) -> ScanReport:
         """Scan a local file or directory, or the model at a reference, for what loading it
         could execute (nothing is unpickled; see :mod:`ocimodel.scan`).
@@ -515,11 +529,13 @@ class Client:
         manifest and its blobs scanned as they stream (big ones through an anonymous temp file,
         never into a destination; see
         :func:`ocimodel.safety.scan_model` for ``max_blob_bytes`` and what is digest-verified).
+        ``allow_globals`` and ``scan_limits`` as for :meth:`push`.
         """
+        options = safety.ScanOptions.make(allow_globals, scan_limits)
         if isinstance(target, Path) or os.path.lexists(target):
             from .scan import scan_path
 
-            report = scan_path(Path(target))
+            report = scan_path(Path(target), options)
             report.subject = str(target)
             return report
         try:
@@ -527,7 +543,7 @@ class Client:
         except UsageError as exc:
             raise UsageError(f"scanning {target!r}: no such file or directory, and not a model reference ({exc})") from None
         model = resolve(self.registry, reference, allow_any_type=True)
-        return safety.scan_model(self.registry, model, max_blob_bytes=max_blob_bytes)
+        return safety.scan_model(self.registry, model, max_blob_bytes=max_blob_bytes, options=options)
 
     # ------------------------------------------------------------------------ provenance
     def sign(self, ref: str | Reference, **kwargs: Any) -> SignResult:
