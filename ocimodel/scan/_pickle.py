@@ -117,6 +117,7 @@ class Walk:
     error: str | None = None
     limit: bool = False
     error_in: int = 0  # index of the pickle the error stopped
+    error_at: int = 0  # bytes read into that pickle when it stopped (1: its first opcode failed)
     wrappers: int = 0
     wrapper_global: bool = False  # joblib's array wrapper is imported somewhere
     end: int = 0  # position after the last complete pickle
@@ -132,14 +133,22 @@ class Walk:
 
 
 class _Input:
-    """Reads a region from ``pos``. With Python-unpickler frames (joblib mode), ``jump_at`` is
-    the end of the current frame and ``jump_to`` where the unpickler's file handle is: reads
-    continue there when the frame is used up, and may not straddle its end."""
+    """Reads a region from ``pos``, minding pickle frames: ``jump_at`` is the end of the
+    current frame. Python's unpickler (joblib mode) has read the frame whole, so its file
+    handle is at ``jump_to``: reads continue there when the frame is used up. A read that
+    straddles a frame's end is an error to Python's unpickler, and to C's it loses or keeps
+    the rest of the frame depending on the file object: either way ``straddle`` is raised."""
 
-    def __init__(self, region: Region, pos: int) -> None:
+    def __init__(self, region: Region, pos: int, straddle: type[Exception] = PickleError) -> None:
         self.region, self.size = region, region.size
         self.buf, self.base, self.i = b"", pos, 0
         self.jump_at, self.jump_to = -1, 0
+        self.straddle = straddle
+
+    def _crossed(self) -> Exception:
+        if self.straddle is PickleError:
+            return PickleError("pickle exhausted before end of frame")
+        return self.straddle("a read crosses the end of a pickle frame: CPython's unpicklers disagree on what it reads")
 
     def tell(self) -> int:
         return self.base + self.i
@@ -178,7 +187,7 @@ class _Input:
             if not self._refill():
                 raise PickleError("pickle data was truncated")
             if crossing:
-                raise PickleError("pickle exhausted before end of frame")
+                raise self._crossed()
             take = min(n - have, len(self.buf))
             parts.append(self.buf[:take])
             self.i, have = take, have + take
@@ -192,7 +201,7 @@ class _Input:
         target = self.tell() + n
         limit = self.size if self.jump_at < 0 else self.jump_at
         if target > limit:
-            raise PickleError("pickle data was truncated" if self.jump_at < 0 else "pickle exhausted before end of frame")
+            raise PickleError("pickle data was truncated") if self.jump_at < 0 else self._crossed()
         self.seek(target, keep_frame=True)
 
     def readline(self, cap: int) -> tuple[bytes, int]:
@@ -206,7 +215,7 @@ class _Input:
                 if not self._refill():
                     return b"".join(kept), total
                 if crossing:
-                    raise PickleError("pickle exhausted before end of frame")
+                    raise self._crossed()
             nl = self.buf.find(b"\n", self.i)
             end = len(self.buf) if nl < 0 else nl + 1
             piece = self.buf[self.i : end]
@@ -242,7 +251,7 @@ UNKNOWN_CLASS = _Unknown()
 
 class _Machine:
     def __init__(self, region: Region, pos: int, walk: Walk, allow: AllowList, budget: Budget, joblib: bool) -> None:
-        self.inp = _Input(region, pos)
+        self.inp = _Input(region, pos, PickleError if joblib else Undecidable)
         self.region = region
         self.walk = walk
         self.allow = allow
@@ -290,7 +299,7 @@ class _Machine:
                 raise PickleError(f"invalid opcode {op:#04x} at byte {inp.tell() - 1}")
             budget.opcodes -= 1
             tick += 1
-            if tick & 0x3FFF == 0:
+            if tick & 0x3FFF == 0 or budget.opcodes < 0:
                 self._check_limits()
             if handler():
                 return
@@ -925,14 +934,19 @@ class _Machine:
         size = self.length(8)
         if size > (1 << 63) - 1:
             raise PickleError("FRAME length exceeds the maximum")
-        if self.joblib:  # the Python unpickler reads the frame whole; its file is then past it
-            inp = self.inp
-            if inp.jump_at >= 0 and inp.tell() < inp.jump_at:
+        inp = self.inp
+        end = min(inp.tell() + size, inp.size)
+        if inp.jump_at >= 0 and inp.tell() < inp.jump_at:  # a frame inside a frame
+            if self.joblib:
                 raise PickleError("beginning of a new frame before end of current frame")
-            end = min(inp.tell() + size, inp.size)
-            inp.jump_at, inp.jump_to = end, end
-            if len(inp.buf) - inp.i > end - inp.tell():
-                inp.buf = inp.buf[: inp.i + end - inp.tell()]
+            if end > inp.jump_at:
+                raise inp._crossed()
+            return False  # C reads it from the frame it holds: nothing changes
+        # The Python unpickler reads the frame whole (its file is then past it); C holds it in
+        # its buffer. Either way reads stop at its end (see _Input).
+        inp.jump_at, inp.jump_to = end, end
+        if len(inp.buf) - inp.i > end - inp.tell():
+            inp.buf = inp.buf[: inp.i + end - inp.tell()]
         return False
 
     def op_NEXT_BUFFER(self) -> bool:
@@ -1010,6 +1024,7 @@ def walk_pickles(
             limit = not isinstance(exc, PickleError)
             if walk.pickles == 0 or limit:
                 walk.error, walk.limit, walk.error_in = str(exc), limit, walk.pickles
+                walk.error_at = machine.inp.tell() - walk.end
             return walk
         walk.pickles += 1
         walk.end = machine.inp.tell()

@@ -159,7 +159,10 @@ def _scan(acc: _Acc, region: FileRegion, name: str, location: str, depth: int) -
         acc.note(acc.hostile, location, _POLYGLOT.format(fmt=fmt, what=_describe(walk)))
     if walk.imports and malformed:
         acc.note(acc.incomplete, location, f"malformed pickle, stopped at: {walk.error} (what came before is reported)")
-    elif malformed and pickle_named(name, top_level=not location) and fmt in ("unknown", "nested"):
+    elif malformed and not recognised and (
+        (pickle_named(name, top_level=False) and walk.error_at > 1)  # a pickle suffix, and it started like one
+        or (pickle_named(name, top_level=not location) and fmt == "unknown")  # or no suffix, and binary
+    ):
         acc.note(acc.incomplete, location, f"named like a pickle but neither a valid pickle ({walk.error}) nor a format ocimodel knows")
     if is_pickle and not recognised:
         acc.pickle = True

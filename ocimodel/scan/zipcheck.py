@@ -57,7 +57,8 @@ def check_zip(region: FileRegion, archive: zipfile.ZipFile, max_members: int) ->
     """Check ``archive`` (opened over ``region``) and list its members' data offsets."""
     layout = ZipLayout()
     infos = archive.infolist()
-    if len(infos) > max_members:
+    truncated = len(infos) > max_members
+    if truncated:
         layout.incomplete.append(("", f"{len(infos)} members: only the first {max_members} inspected (scan limit 'members')"))
         infos = infos[:max_members]
     raw_names = _raw_names(region, archive.start_dir, len(infos))  # type: ignore[attr-defined]
@@ -76,7 +77,8 @@ def check_zip(region: FileRegion, archive: zipfile.ZipFile, max_members: int) ->
             continue
         layout.members.append(member)
         spans.append((info.header_offset, _data_end(region, info, member.data_start, layout), name))
-    _check_spans(region, sorted(spans), archive.start_dir, layout)  # type: ignore[attr-defined]
+    if not truncated:  # the members not inspected would show as gaps
+        _check_spans(region, sorted(spans), archive.start_dir, layout)  # type: ignore[attr-defined]
     return layout
 
 
