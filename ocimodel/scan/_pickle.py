@@ -263,6 +263,12 @@ class _Machine:
             self.handlers[code] = getattr(self, "op_" + name)
         self.reset()
 
+    def close(self) -> None:
+        """Drop the walk's values now: the handler table is a reference cycle that would
+        otherwise keep them (up to the 'memo' limit of them) until the cyclic GC runs."""
+        self.reset()
+        self.handlers = []
+
     def reset(self) -> None:
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
@@ -918,7 +924,10 @@ class _Machine:
     def _nested_pickle(self) -> None:
         """An object array: joblib calls pickle.load on its file handle (the C unpickler)."""
         nested = _Machine(self.region, self._file_pos(), self.walk, self.allow, self.budget, joblib=False)
-        nested.run_one()
+        try:
+            nested.run_one()
+        finally:
+            nested.close()
         self._set_file_pos(nested.inp.tell())
 
     # -- protocol, frames, buffers -----------------------------------------------------------
@@ -1017,6 +1026,13 @@ def walk_pickles(
     bytes are data no loader unpickles, unless a limit was hit. Never raises for content."""
     walk = Walk(end=start)
     machine = _Machine(region, start, walk, allow, budget, joblib)
+    try:
+        return _walk(machine, walk, region, budget, first_only)
+    finally:
+        machine.close()
+
+
+def _walk(machine: _Machine, walk: Walk, region: Region, budget: Budget, first_only: bool) -> Walk:
     while True:
         try:
             machine.run_one()
