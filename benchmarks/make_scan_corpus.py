@@ -129,5 +129,32 @@ def main(out: Path) -> None:
     (out / "vocab_p4.pkl.gz").write_bytes(gzip.compress(pickle.dumps({f"tok{i}": i for i in range(50)}, protocol=4), mtime=0))
 
 
+def foreign() -> None:
+    """List the names the scanner's class rule would allow in scikit-learn and torch.nn.modules
+    that are really imported from another package (to review CLASS_PACKAGE_FOREIGN)."""
+    import importlib
+    import pkgutil
+    import warnings
+
+    from ocimodel.scan.policy import _class_rule
+
+    warnings.filterwarnings("ignore")
+    for package in ("sklearn", "torch.nn.modules"):
+        root = importlib.import_module(package)
+        for info in [None, *pkgutil.walk_packages(root.__path__, package + ".")]:
+            name = package if info is None else info.name
+            try:
+                module = importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - optional dependencies missing
+                continue
+            for attr, obj in vars(module).items():
+                origin = str(getattr(obj, "__module__", None) or type(obj).__module__)
+                if _class_rule(name, attr) and not origin.startswith(package.split(".")[0]):
+                    print(f"{name}.{attr} -> {origin}.{getattr(obj, '__qualname__', attr)}")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "tests/data/scan/benign"))
+    if sys.argv[1:] == ["--foreign"]:
+        foreign()
+    else:
+        main(Path(sys.argv[1] if len(sys.argv) > 1 else "tests/data/scan/benign"))
