@@ -28,7 +28,7 @@ _ALLOWED = {name: why for why, names in ALLOWED.items() for name in names}
 _DANGEROUS_NAMES = {name: why for why, names in DANGEROUS_NAMES.items() for name in names}
 _DANGEROUS_MODULES = {module: why for why, modules in DANGEROUS_MODULES.items() for module in modules}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_CLASS_NAME = re.compile(r"(?:__pyx_unpickle_)?_?[A-Z](?=[A-Za-z0-9_]*[a-z])[A-Za-z0-9_]*\Z")  # not ALL_CAPS constants
+_CLASS_NAME = re.compile(r"(?:__pyx_unpickle_)?_?[A-Z][A-Za-z0-9]*\Z")  # CamelCase (SVC too), not CONSTANT_NAMES
 _DUNDER = re.compile(r"__\w+__\Z")
 NOT_ALLOWED = "not on the allow-list (add it with --allow-global if you trust it)"
 
