@@ -743,3 +743,17 @@ def test_single_file_and_missing_path(tmp_path):
     assert scan_file(path, "models/m.pkl").path == "models/m.pkl"
     with pytest.raises(UsageError):
         scan_path(tmp_path / "absent")
+
+
+def test_docs_publish_the_allow_list_and_the_limits():
+    import dataclasses
+
+    from ocimodel.scan.allowlist import ALLOWED, CLASS_PACKAGE_EXCLUDED, CLASS_PACKAGE_FOREIGN, DANGEROUS_NAMES
+
+    text = (Path(__file__).parent.parent / "docs" / "scanning.md").read_text()
+    for name in {n for names in (*ALLOWED.values(), *DANGEROUS_NAMES.values()) for n in names}:
+        assert f"`{name}`" in text, name
+    for name in (*CLASS_PACKAGE_EXCLUDED, *CLASS_PACKAGE_FOREIGN):
+        assert f"`{name}`" in text, name
+    for limit in dataclasses.fields(ScanLimits):
+        assert f"| `{limit.name}` |" in text, limit.name
