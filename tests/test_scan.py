@@ -23,7 +23,6 @@ import pickletools
 import struct
 import subprocess
 import sys
-import tarfile
 import types
 import zipfile
 import zlib
@@ -39,7 +38,7 @@ from ocimodel.scan import ScanLimits, ScanOptions, classify, format_report, scan
 from ocimodel.scan import AllowList, ScanReport
 from ocimodel.scan.scanner import pickle_named
 from pickle_helpers import SYSTEM, Reduce
-from scan_corpus import EVIL, call, g, p0, p4, s0, s4, sg
+from scan_corpus import EVIL, call, g, p4, s0, s4, sg
 
 
 def evil(marker: Path | None = None) -> Reduce:

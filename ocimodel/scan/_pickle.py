@@ -999,8 +999,8 @@ def _parse_int(data: bytes) -> int | None:
 
 
 _OPCODES: dict[int, str] = {
-    ord(k) if isinstance(k, str) else k: v
-    for k, v in {
+    (ord(k) if isinstance(k, str) else k): v
+    for k, v in dict[str | int, str]({
         "(": "MARK", ".": "STOP", "0": "POP", "1": "POP_MARK", "2": "DUP", "F": "FLOAT", "I": "INT",
         "J": "BININT", "K": "BININT1", "L": "LONG", "M": "BININT2", "N": "NONE", "P": "PERSID",
         "Q": "BINPERSID", "R": "REDUCE", "S": "STRING", "T": "BINSTRING", "U": "SHORT_BINSTRING",
@@ -1013,9 +1013,8 @@ _OPCODES: dict[int, str] = {
         0x8A: "LONG1", 0x8B: "LONG4", 0x8C: "SHORT_BINUNICODE", 0x8D: "BINUNICODE8", 0x8E: "BINBYTES8",
         0x8F: "EMPTY_SET", 0x90: "ADDITEMS", 0x91: "FROZENSET", 0x92: "NEWOBJ_EX", 0x93: "STACK_GLOBAL",
         0x94: "MEMOIZE", 0x95: "FRAME", 0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER",
-    }.items()
+    }).items()
 }
-PICKLE_OPCODES = frozenset(_OPCODES)
 
 
 def walk_pickles(

@@ -57,7 +57,8 @@ class ScanLimits:
                 number = float(match.group(1)) * _UNITS[unit]
                 if number < 0 or (key != "seconds" and number != int(number)):
                     raise UsageError(f"--scan-limit {item!r}: expected a whole number")
-                limits = dataclasses.replace(limits, **{key: number if key == "seconds" else int(number)})
+                value_of: float | int = number if key == "seconds" else int(number)
+                limits = dataclasses.replace(limits, **{key: value_of})  # type: ignore[arg-type]
         return limits
 
 

@@ -31,7 +31,7 @@ from typing import IO, Any, Callable, Iterable
 
 from ..errors import UsageError
 from ._numpy import npy_holds_objects
-from ._pickle import PICKLE_OPCODES, Walk, walk_pickles
+from ._pickle import Region, Walk, walk_pickles
 from .limits import Budget, ScanLimitError, ScanLimits
 from .policy import AllowList, loaded_name
 from .regions import FileRegion, spool
@@ -280,7 +280,7 @@ def _is_text(head: bytes) -> bool:
 # -- numpy ----------------------------------------------------------------------------------
 
 
-def _npy_header(region: FileRegion, limit: int) -> tuple[int, Any]:
+def _npy_header(region: Region, limit: int) -> tuple[int, Any]:
     """``(data offset, descr)`` of an .npy file; ValueError if numpy could not read it either."""
     head = region.pread(0, 12)
     major = head[6] if len(head) > 6 else 0
@@ -549,8 +549,6 @@ def header_length(head: bytes, name: str) -> int | None:
     When :func:`scan_bytes` of that prefix is safe, it is the scan of the whole content:
     a 10 GiB safetensors blob needs its header only.
     """
-    from ._pickle import PickleError  # noqa: F401 - the walk below never raises
-
     region = _BytesRegion(head)
     walk = walk_pickles(region, 0, allow=DEFAULT_OPTIONS.allow, budget=Budget(DEFAULT_OPTIONS.limits), first_only=True)
     if walk.imports or walk.error is None or walk.limit or "truncated" in walk.error or "exhausted" in walk.error:
@@ -634,5 +632,5 @@ def scan_path(path: Path, options: ScanOptions = DEFAULT_OPTIONS, on_file: Calla
     return ScanReport(files)
 
 
-__all__ = ["HEAD_BYTES", "PICKLE_OPCODES", "PICKLE_SUFFIXES", "ScanOptions", "header_length", "pickle_named",
+__all__ = ["HEAD_BYTES", "PICKLE_SUFFIXES", "ScanOptions", "header_length", "pickle_named",
            "scan_bytes", "scan_file", "scan_path", "scan_stream"]
