@@ -197,6 +197,20 @@ def _overlapping_zip() -> bytes:
     return bytes(out)
 
 
+def overlap_bomb(entries: int, size: int) -> bytes:
+    """A zip whose central directory lists one deflated member of ``size`` zeros ``entries``
+    times (the overlapping-entries zip bomb; one name, so zipfile reads every entry)."""
+    one = zip_bytes([("m000.pkl", b"\x80\x04" + b"\x00" * size)], zipfile.ZIP_DEFLATED)
+    cd = one.index(b"PK\x01\x02")
+    end = one.index(b"PK\x05\x06")
+    entry = one[cd:end]
+    entries_raw = entry * entries
+    eocd = bytearray(one[end:])
+    eocd[8:10] = eocd[10:12] = struct.pack("<H", entries)
+    eocd[12:16] = struct.pack("<I", len(entries_raw))
+    return one[:cd] + entries_raw + bytes(eocd)
+
+
 def _bad_crc_zip() -> bytes:
     data = bytearray(zip_bytes([("archive/data.pkl", EVIL)]))
     at = data.index(EVIL)
