@@ -151,26 +151,24 @@ def _rename_in_local_header(data: bytes, old: bytes, new: bytes) -> bytes:
     raise ValueError(old)
 
 
-def _set_flag(data: bytes, bit: int) -> bytes:
-    """Set a general-purpose flag bit in every local and central header."""
+def _patch_headers(data: bytes, local_offset: int, central_offset: int, value: Callable[[int], int]) -> bytes:
+    """Rewrite one 2-byte field of every local and central header: ``value(old) -> new``."""
     out = bytearray(data)
-    for sig, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+    for sig, offset in ((b"PK\x03\x04", local_offset), (b"PK\x01\x02", central_offset)):
         at = out.find(sig)
         while at >= 0:
-            flags = struct.unpack("<H", out[at + offset : at + offset + 2])[0] | bit
-            out[at + offset : at + offset + 2] = struct.pack("<H", flags)
+            old = struct.unpack("<H", out[at + offset : at + offset + 2])[0]
+            out[at + offset : at + offset + 2] = struct.pack("<H", value(old))
             at = out.find(sig, at + 4)
     return bytes(out)
+
+
+def _set_flag(data: bytes, bit: int) -> bytes:
+    return _patch_headers(data, 6, 8, lambda flags: flags | bit)
 
 
 def _set_method(data: bytes, method: int) -> bytes:
-    out = bytearray(data)
-    for sig, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
-        at = out.find(sig)
-        while at >= 0:
-            out[at + offset : at + offset + 2] = struct.pack("<H", method)
-            at = out.find(sig, at + 4)
-    return bytes(out)
+    return _patch_headers(data, 8, 10, lambda _: method)
 
 
 def _hidden_member_zip() -> bytes:

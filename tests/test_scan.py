@@ -540,17 +540,6 @@ def test_scan_limits_parse():
             ScanLimits.parse([bad])
 
 
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\nPEAK_RSS_KIB={usage.ru_maxrss}\\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def test_memory_stays_flat_on_hostile_inputs(tmp_path):
     """Decompression bombs (gzip, overlapping zip entries), a giant string, memo, stack and
     opcode floods, a 3 GiB payload: scanned in a child process
@@ -572,13 +561,11 @@ def test_memory_stays_flat_on_hostile_inputs(tmp_path):
         f.write(b"\x80\x04\x8e" + struct.pack("<Q", 3 << 30))
         f.seek(3 << 30, 1)
         f.write(b".")
-    done = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "ocimodel", "scan", str(tmp_path), "--json",
-         "--scan-limit", "decompressed=512MiB"],
-        capture_output=True, text=True, timeout=300,
-    )
-    rss = int(done.stderr.rpartition("PEAK_RSS_KIB=")[2].strip())
-    files = {f["path"]: f for f in json.loads(done.stdout)["files"]}
+    from test_memory import run_with_rusage
+
+    code, out, _, rss, _ = run_with_rusage(["scan", str(tmp_path), "--json", "--scan-limit", "decompressed=512MiB"],
+                                           dict(os.environ))
+    files = {f["path"]: f for f in json.loads(out)["files"]}
     assert files["bomb.joblib"]["verdict"] == "incomplete" and "decompressed" in files["bomb.joblib"]["error"]
     assert files["giant_line.pkl"]["verdict"] == "incomplete" and "line" in files["giant_line.pkl"]["error"]
     assert files["bulk.pkl"]["verdict"] == "safe"
@@ -586,7 +573,7 @@ def test_memory_stays_flat_on_hostile_inputs(tmp_path):
     overlap = files["overlap.zip"]
     assert overlap["verdict"] == "dangerous" and any("overlaps" in h["reason"] for h in overlap["hostile"])
     assert "decompressed" in overlap["error"]
-    assert done.returncode == 5
+    assert code == 5
     print(f"scan peak RSS {rss // 1024} MiB")
     assert rss < 150 * 1024, f"peak RSS {rss // 1024} MiB"
 
