@@ -18,6 +18,7 @@ a nested pickle) are read from the file at the position the Python unpickler lea
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 import struct
 from dataclasses import dataclass, field
@@ -232,6 +233,11 @@ class _Input:
 
 # -- the machine -----------------------------------------------------------------------------
 
+# length-prefixed payload opcodes: (bytes of the length, what the payload is)
+_COUNTED = {
+    "SHORT_BINSTRING": (1, "latin"), "BINBYTES": (4, "bytes"), "SHORT_BINBYTES": (1, "bytes"), "BINBYTES8": (8, "bytes"),
+    "BINUNICODE": (4, "str"), "SHORT_BINUNICODE": (1, "str"), "BINUNICODE8": (8, "str"),
+}
 _RECONSTRUCTORS = {"copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__"}
 # allowed callables that may hand back one of their arguments (so the result's class is unknown)
 _PASS_THROUGH = {
@@ -260,7 +266,10 @@ class _Machine:
         self.limits = budget.limits
         self.handlers: list[Callable[[], bool] | None] = [None] * 256
         for code, name in _OPCODES.items():
-            self.handlers[code] = getattr(self, "op_" + name)
+            if name in _COUNTED:
+                self.handlers[code] = functools.partial(self.op_counted, *_COUNTED[name])
+            else:
+                self.handlers[code] = getattr(self, "op_" + name)
         self.reset()
 
     def close(self) -> None:
@@ -585,17 +594,9 @@ class _Machine:
             raise PickleError("BINSTRING pickle has negative byte count")
         return self.push(self.counted(n, "latin"))
 
-    def op_SHORT_BINSTRING(self) -> bool:
-        return self.push(self.counted(self.length(1), "latin"))
-
-    def op_BINBYTES(self) -> bool:
-        return self.push(self.counted(self.length(4), "bytes"))
-
-    def op_SHORT_BINBYTES(self) -> bool:
-        return self.push(self.counted(self.length(1), "bytes"))
-
-    def op_BINBYTES8(self) -> bool:
-        return self.push(self.counted(self.length(8), "bytes"))
+    def op_counted(self, width: int, kind: str) -> bool:
+        """BINBYTES, BINUNICODE and their short and 8-byte forms: a length, then the payload."""
+        return self.push(self.counted(self.length(width), kind))
 
     def op_BYTEARRAY8(self) -> bool:
         self.counted(self.length(8), "bytes")
@@ -609,15 +610,6 @@ class _Machine:
             return self.push(self.text(data, "raw-unicode-escape"))
         except UnicodeDecodeError:
             raise PickleError("invalid raw-unicode-escape in UNICODE") from None
-
-    def op_BINUNICODE(self) -> bool:
-        return self.push(self.counted(self.length(4), "str"))
-
-    def op_SHORT_BINUNICODE(self) -> bool:
-        return self.push(self.counted(self.length(1), "str"))
-
-    def op_BINUNICODE8(self) -> bool:
-        return self.push(self.counted(self.length(8), "str"))
 
     def op_NONE(self) -> bool:
         return self.push(None)
@@ -725,12 +717,15 @@ class _Machine:
         self.setitems(self.top(), items)
         return False
 
-    def op_GET(self) -> bool:
+    def text_index(self, op: str) -> int:
+        """The memo index of GET and PUT: a decimal text line."""
         try:
-            index = int(self.line(), 10)
+            return int(self.line(), 10)
         except ValueError:
-            raise PickleError("invalid GET index") from None
-        return self.push(self.memo_get(index))
+            raise PickleError(f"invalid {op} index") from None
+
+    def op_GET(self) -> bool:
+        return self.push(self.memo_get(self.text_index("GET")))
 
     def op_BINGET(self) -> bool:
         return self.push(self.memo_get(self.length(1)))
@@ -761,11 +756,7 @@ class _Machine:
         return False
 
     def op_PUT(self) -> bool:
-        try:
-            index = int(self.line(), 10)
-        except ValueError:
-            raise PickleError("invalid PUT index") from None
-        return self.memo_put(index)
+        return self.memo_put(self.text_index("PUT"))
 
     def op_BINPUT(self) -> bool:
         return self.memo_put(self.length(1))
