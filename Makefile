@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench registry-binary clean
+.PHONY: demo test bench bench-scan registry-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(STAMP) registry-binary
 
 bench: $(STAMP) registry-binary
 	$(BIN)/python benchmarks/transfer.py $(BENCH_ARGS)
+
+# The scanner against picklescan, modelscan and fickling on the test corpus (no registry needed).
+bench-scan: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench-scan]'
+	$(BIN)/python benchmarks/scan.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -319,6 +319,8 @@ class Client:
         scan: bool = True,
         deny_unsafe: bool = False,
         on_scan: Callable[[ScanReport], None] | None = None,
+        allow_globals: Sequence[str] = (),
+        scan_limits: Sequence[str] = (),
     ) -> PushResult:
         """Push the file or directory at ``path`` as a model tagged ``ref``.
 
@@ -328,18 +330,21 @@ class Client:
         With ``scan`` (the default) the files are scanned first for pickles that can run code
         (:mod:`ocimodel.safety`; formats like safetensors are judged from their header), the
         report is handed to ``on_scan`` (the CLI prints warnings) and its summary recorded in
-        the config's ``scan`` field. ``deny_unsafe`` refuses a dangerous model before anything
-        is uploaded (:class:`~ocimodel.safety.UnsafeModelError`, exit 5).
+        the config's ``scan`` field. ``deny_unsafe`` refuses a model with a dangerous file, or
+        one not fully inspected, before anything is uploaded
+        (:class:`~ocimodel.safety.UnsafeModelError`, exit 5). ``allow_globals`` extends the
+        scanner's allow-list (``module.name``), ``scan_limits`` its limits (``name=value``).
         """
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         if reference.digest:
             raise UsageError(f"push needs a tag, not a digest: {reference}")
         if deny_unsafe and not scan:
             raise UsageError("deny_unsafe needs the scan: do not combine --deny-unsafe with --no-scan")
+        options = safety.ScanOptions.make(allow_globals, scan_limits)
         observer = observer or NullObserver()
         root = Path(path)
         sources = collect_files(root)
-        report = safety.scan_files((s.title, s.path) for s in sources) if scan else None
+        report = safety.scan_files(((s.title, s.path) for s in sources), options=options) if scan else None
         if report is not None:
             if on_scan is not None:
                 on_scan(report)
@@ -407,6 +412,8 @@ class Client:
         events: PullEvents | None = None,
         deny_unsafe: bool = False,
         allow_licenses: Sequence[str] = (),
+        allow_globals: Sequence[str] = (),
+        scan_limits: Sequence[str] = (),
     ) -> PullResult:
         """Pull the model at ``ref`` into the directory ``dest``, every byte verified.
 
@@ -424,10 +431,14 @@ class Client:
         are intact (sizes; sha256 too with ``reverify``), nothing is downloaded.
         ``events(step, fields)`` is told each step (resolved, verified, up-to-date,
         downloaded, installed). ``allow_licenses`` refuses a model whose SPDX license is not
-        allowed, and ``deny_unsafe`` one whose pickles can run code, before anything is written.
+        allowed, and ``deny_unsafe`` one with a file that can run code when loaded or that
+        could not be fully inspected, before anything is written (``allow_globals`` and
+        ``scan_limits`` as for :meth:`push`; a verification policy file's ``allowGlobals``
+        belongs in ``allow_globals`` too).
         """
         if layout not in installed.LAYOUTS:
             raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(installed.LAYOUTS)}")
+        options = safety.ScanOptions.make(allow_globals, scan_limits)
         emit = events or (lambda step, fields: None)
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         dest = Path(dest)
@@ -436,7 +447,7 @@ class Client:
         planned = plan_files(model, include)
         safety.check_model_license(model, allow_licenses)
         if deny_unsafe:
-            safety.check_config_scan(model.config)
+            safety.check_config_scan(model.config, options)
         verification: dict[str, Any] | None = None
         if policy is not None:
             from .provenance import require_signature, signature_dict
@@ -475,11 +486,12 @@ class Client:
                     problem = self._installed_problem(top, layout, model.digest, files, reverify)
                     if problem is None:
                         if deny_unsafe:
-                            safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files])
+                            safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files], options)
                         emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
                         return replace(result, skipped=True)
                     emit("repairing", {"digest": model.digest, "reason": problem})
-                self._install(model, top, dest, planned, state, existed, previous, observer, deny_unsafe)
+                self._install(model, top, dest, planned, state, existed, previous, observer,
+                              functools.partial(safety.check_blobs_safe, options=options) if deny_unsafe else None)
                 emit("downloaded", {"digest": model.digest, "files": len(planned), "bytes": sum(f.size for f in files)})
         except BaseException:
             if layout == "versioned":
@@ -515,7 +527,7 @@ class Client:
         existed: bool,
         previous: installed.InstallState | None,
         observer: TransferObserver | None,
-        deny_unsafe: bool,
+        before_commit: Callable[[list[tuple[str, Path]]], object] | None,
     ) -> None:
         """Download into DEST (flat) or its version directory, make it current, record the state.
 
@@ -523,7 +535,6 @@ class Client:
         version lacks are removed (if unchanged since installed) and the state written as part
         of the same commit, so a failure at any step puts the previous files back.
         """
-        check_unsafe = safety.check_blobs_safe if deny_unsafe else None
         if state.layout == "flat":
             stale = [f for f in previous.files if f.path not in {p.title for p in planned}] if previous else []
 
@@ -535,7 +546,7 @@ class Client:
             download_into(
                 self.registry, model, dest, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
                 into=top, remove_on_failure=None if existed else functools.partial(shutil.rmtree, dest, ignore_errors=True),
-                before_commit=check_unsafe, after_commit=finish,
+                before_commit=before_commit, after_commit=finish,
             )
             return
         hexdigest = model.digest.partition(":")[2]
@@ -546,7 +557,7 @@ class Client:
                     self.registry, model, version.path, planned, observer or NullObserver(), self.concurrency,
                     cache=self.cache, into=version,
                     remove_on_failure=functools.partial(versions.rmtree, hexdigest) if made else None,
-                    before_commit=check_unsafe,
+                    before_commit=before_commit,
                 )
             # Keep the version being replaced: a reader may still have its files open.
             keep = {hexdigest, installed.current_digest_hex(top) or hexdigest}
@@ -576,7 +587,8 @@ class Client:
 
     # -------------------------------------------------------------------------------- scan
     def scan(
-        self, target: str | Path, *, max_blob_bytes: int = safety.MAX_BLOB_SCAN_BYTES
+        self, target: str | Path, *, max_blob_bytes: int = safety.MAX_BLOB_SCAN_BYTES,
+        allow_globals: Sequence[str] = (), scan_limits: Sequence[str] = (),
     ) -> ScanReport:
         """Scan a local file or directory, or the model at a reference, for what loading it
         could execute (nothing is unpickled; see :mod:`ocimodel.scan`).
@@ -585,11 +597,13 @@ class Client:
         manifest and its blobs scanned as they stream (big ones through an anonymous temp file,
         never into a destination; see
         :func:`ocimodel.safety.scan_model` for ``max_blob_bytes`` and what is digest-verified).
+        ``allow_globals`` and ``scan_limits`` as for :meth:`push`.
         """
+        options = safety.ScanOptions.make(allow_globals, scan_limits)
         if isinstance(target, Path) or os.path.lexists(target):
             from .scan import scan_path
 
-            report = scan_path(Path(target))
+            report = scan_path(Path(target), options)
             report.subject = str(target)
             return report
         try:
@@ -597,7 +611,7 @@ class Client:
         except UsageError as exc:
             raise UsageError(f"scanning {target!r}: no such file or directory, and not a model reference ({exc})") from None
         model = resolve(self.registry, reference, allow_any_type=True)
-        return safety.scan_model(self.registry, model, max_blob_bytes=max_blob_bytes)
+        return safety.scan_model(self.registry, model, max_blob_bytes=max_blob_bytes, options=options)
 
     # ------------------------------------------------------------------------ provenance
     def sign(self, ref: str | Reference, **kwargs: Any) -> SignResult:

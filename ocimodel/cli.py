@@ -49,6 +49,8 @@ NoCache = Annotated[bool, typer.Option("--no-cache", envvar=_env("no-cache"), he
 JsonOut = Annotated[bool, typer.Option("--json", envvar=_env("json"), help="Print machine-readable JSON on stdout.")]
 ModelRef = Annotated[str, typer.Argument(help="Model reference (tag or digest).")]
 Staging = Annotated[bool, typer.Option("--staging", envvar=_env("staging"), help="Use the public Sigstore staging instance.")]
+AllowGlobals = Annotated[Optional[List[str]], typer.Option("--allow-global", metavar="MODULE.NAME", envvar=_env("allow-global"), help="Pickle global the scanner may accept beyond its allow-list (exact names; repeatable).")]
+ScanLimitOpts = Annotated[Optional[List[str]], typer.Option("--scan-limit", metavar="NAME=VALUE", envvar=_env("scan-limit"), help="Change a scanner limit, e.g. opcodes=50000000 or decompressed=8GiB (repeatable; see docs/scanning.md).")]
 
 
 def _policy_option(flag: str, help: str, type_: Any = Optional[str]) -> Any:
@@ -275,7 +277,9 @@ def push(
     git_commit: Annotated[Optional[str], typer.Option(envvar=_env("git-commit"), help="Override the detected git commit.")] = None,
     no_git: Annotated[bool, typer.Option("--no-git", envvar=_env("no-git"), help="Record no source code lineage.")] = False,
     no_scan: Annotated[bool, typer.Option("--no-scan", envvar=_env("no-scan"), help="Do not scan the files for pickles that can run code (nothing recorded).")] = False,
-    deny_unsafe: Annotated[bool, typer.Option("--deny-unsafe", envvar=_env("deny-unsafe"), help="Refuse to push (exit 5) if a pickle can run code when loaded.")] = False,
+    deny_unsafe: Annotated[bool, typer.Option("--deny-unsafe", envvar=_env("deny-unsafe"), help="Refuse to push (exit 5) if a file can run code when loaded or could not be fully inspected.")] = False,
+    allow_global: AllowGlobals = None,
+    scan_limit: ScanLimitOpts = None,
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob uploads.")] = 2,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -318,6 +322,8 @@ def push(
             scan=not no_scan,
             deny_unsafe=deny_unsafe,
             on_scan=None if deny_unsafe else _warn_dangerous,
+            allow_globals=allow_global or [],
+            scan_limits=scan_limit or [],
         )
     if json_out:
         _print_json(result.to_dict())
@@ -376,7 +382,9 @@ def pull(
     allow_any_type: Annotated[bool, typer.Option("--allow-any-type", envvar=_env("allow-any-type"), help="Pull artifacts of any type as plain files.")] = False,
     layout: Annotated[str, typer.Option("--layout", envvar=_env("layout"), help="flat: files in DEST; versioned: DEST/versions/<digest> + atomic DEST/current symlink.")] = "flat",
     reverify: Annotated[bool, typer.Option("--reverify", envvar=_env("reverify"), help="When already installed, re-hash every file instead of checking sizes.")] = False,
-    deny_unsafe: Annotated[bool, typer.Option("--deny-unsafe", envvar=_env("deny-unsafe"), help="Refuse (exit 5, nothing written) a model whose pickles can run code when loaded.")] = False,
+    deny_unsafe: Annotated[bool, typer.Option("--deny-unsafe", envvar=_env("deny-unsafe"), help="Refuse (exit 5, nothing written) a model with a file that can run code when loaded or could not be fully inspected.")] = False,
+    allow_global: AllowGlobals = None,
+    scan_limit: ScanLimitOpts = None,
     allow_license: Annotated[Optional[List[str]], typer.Option("--allow-license", envvar=_env("allow-license"), help="SPDX license id the model may have, repeatable; any other is refused (exit 5).")] = None,
     log_format: Annotated[str, typer.Option("--log-format", envvar=_env("log-format"), help="text or json (one object per step, for log collectors).")] = "text",
     concurrency: Annotated[int, typer.Option(envvar=_env("concurrency"), min=1, max=16, help="Parallel blob downloads.")] = 2,
@@ -402,7 +410,8 @@ def pull(
         with connection.client(mirror, **caching) as client, _observer(json_out or log.json) as observer:
             result = client.pull(ref, dest, include=include or [], allow_any_type=allow_any_type, observer=observer,
                                  policy=policy, layout=layout, reverify=reverify, events=log,
-                                 deny_unsafe=deny_unsafe, allow_licenses=allow_license or [])
+                                 deny_unsafe=deny_unsafe, allow_licenses=allow_license or [],
+                                 allow_globals=allow_global or [], scan_limits=scan_limit or [])
     except OcimodelError as exc:
         if log.json:
             log.failed(str(exc), exc.exit_code)
@@ -789,11 +798,14 @@ def logout(host: Annotated[str, typer.Argument(help="Registry host.")]) -> None:
 
 
 def _warn_dangerous(report: Any) -> None:
-    """One ``warning:`` line on stderr per dangerous global a push found."""
-    from .safety import dangerous_findings
+    """One ``warning:`` line on stderr per dangerous finding of a push's scan, one per file
+    not fully inspected."""
+    from .safety import dangerous_findings, incomplete_findings
 
     for finding in dangerous_findings(report):
         typer.echo(f"warning: {finding}", err=True)
+    for finding in incomplete_findings(report):
+        typer.echo(f"warning: not fully inspected: {finding}", err=True)
 
 
 @app.command()
@@ -801,28 +813,29 @@ def _warn_dangerous(report: Any) -> None:
 @connection_options
 def scan(
     target: Annotated[str, typer.Argument(metavar="PATH|REF", help="Local file or directory, or a model reference.")],
-    strict: Annotated[bool, typer.Option("--strict", envvar=_env("strict"), help="Also exit 5 when a file could not be fully inspected.")] = False,
+    allow_global: AllowGlobals = None,
+    scan_limit: ScanLimitOpts = None,
+    strict: Annotated[bool, typer.Option("--strict", envvar=_env("strict"), hidden=True, help="Kept for old scripts: files not fully inspected always fail now.")] = False,
     connection: Any = None,
     json_out: JsonOut = False,
 ) -> None:
-    """List every global a model's pickles would import, flagging those that can run code.
+    """Judge every file of a model by what a pickle loader would do with it.
 
+    Every global a pickle would import must be on the allow-list (see docs/scanning.md).
     Nothing is unpickled, and a model named by reference is scanned from the registry
-    without being written anywhere. Exit 5 when something dangerous is found; files that
-    could not be fully inspected only warn, unless --strict.
+    without being written anywhere. Exit 0 only when every file is safe; 5 when a file is
+    dangerous or could not be fully inspected (the error line says which).
     """
     from .safety import refuse_unsafe
     from .scan import format_report
 
     with connection.client() as client:
-        report = client.scan(target)
+        report = client.scan(target, allow_globals=allow_global or [], scan_limits=scan_limit or [])
     if json_out:
         _print_json(report.to_dict())
     else:
         typer.echo(format_report(report))
-    for item in report.errors:
-        typer.echo(f"warning: {item.path}: not fully inspected: {item.error}", err=True)
-    refuse_unsafe(report, strict=strict)
+    refuse_unsafe(report)
 
 
 def main() -> None:

@@ -4,7 +4,8 @@
   the registry (in memory, never written to disk; see :data:`MAX_BLOB_SCAN_BYTES`).
 - :func:`scan_summary` is the compact, deterministic record push stores in ``config.scan``.
 - :func:`refuse_unsafe`, :func:`check_blobs_safe` and :func:`check_config_scan` refuse models
-  whose pickles import globals that can run code; :func:`check_license` and
+  with a file that is dangerous or was not fully inspected (a file that may be unpickled and
+  could not be scanned to its end is never passed); :func:`check_license` and
   :func:`check_model_license` refuse models whose SPDX license is not on an allow-list.
 
 Both kinds of refusal are :class:`PolicyError`, a :class:`~ocimodel.errors.VerificationError`
@@ -16,6 +17,7 @@ mirror can fix those, never a policy refusal.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -25,7 +27,20 @@ from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from . import __version__
 from .errors import DigestMismatchError, UsageError, VerificationError
-from .scan import HEAD_BYTES, FileScan, ScanReport, header_length, scan_bytes, scan_file, scan_stream
+from .scan import (
+    DANGEROUS,
+    HEAD_BYTES,
+    INCOMPLETE,
+    SAFE,
+    FileScan,
+    Finding,
+    ScanOptions,
+    ScanReport,
+    header_length,
+    scan_bytes,
+    scan_file,
+    scan_stream,
+)
 
 if TYPE_CHECKING:
     from .config import ModelConfig
@@ -34,12 +49,14 @@ if TYPE_CHECKING:
     from .registry.client import RegistryClient
     from .transfer import ResolvedModel
 
-#: Largest blob :func:`scan_model` reads into memory to scan. Larger blobs are judged from
-#: their header when their format allows it (safetensors, GGUF, ONNX, numpy), else reported
-#: as not inspected: pull them, then scan the directory.
+#: Largest blob :func:`scan_model` reads to scan. Larger blobs are judged from their header
+#: when their format allows it (safetensors, GGUF, ONNX, plain numpy), else reported as not
+#: fully inspected: pull them, then scan the directory.
 MAX_BLOB_SCAN_BYTES = 64 << 30  # bounded by temp disk, not memory (see _scan_blob)
 _SPOOL_IN_MEMORY = 32 << 20
 _SHOWN = 5  # findings named in one refusal message
+SUMMARY_SCHEMA = 2  # the shape of config.scan this version writes (1: before verdicts)
+_DEFAULT = ScanOptions()
 
 
 class PolicyError(VerificationError):
@@ -47,7 +64,8 @@ class PolicyError(VerificationError):
 
 
 class UnsafeModelError(PolicyError):
-    """The model's pickles import globals that can run code when loaded (exit 5)."""
+    """A model with a file that can run code when loaded, or that could not be fully
+    inspected (exit 5)."""
 
 
 class LicenseError(PolicyError):
@@ -57,36 +75,35 @@ class LicenseError(PolicyError):
 # -- scanning -------------------------------------------------------------------------------
 
 
-def scan_files(files: Iterable[tuple[str, Path]], subject: str | None = None) -> ScanReport:
+def scan_files(
+    files: Iterable[tuple[str, Path]], subject: str | None = None, options: ScanOptions = _DEFAULT
+) -> ScanReport:
     """Scan local files, each reported under its title; a path given twice is read once."""
     seen: dict[Path, FileScan] = {}
     scans = []
     for title, path in files:
         known = seen.get(path)
         if known is None:
-            known = seen[path] = scan_file(path, title)
+            known = seen[path] = scan_file(path, title, options)
             scans.append(known)
         else:
-            scans.append(_retitled(known, title))
+            scans.append(dataclasses.replace(known, path=title))
     return ScanReport(scans, subject=subject)
 
 
-def _retitled(scan: FileScan, title: str) -> FileScan:
-    return FileScan(title, scan.format, scan.safe_by_construction, scan.globals, scan.dangerous, scan.error, scan.verified)
-
-
 def scan_model(
-    registry: RegistryClient, model: ResolvedModel, *, max_blob_bytes: int = MAX_BLOB_SCAN_BYTES
+    registry: RegistryClient, model: ResolvedModel, *, max_blob_bytes: int = MAX_BLOB_SCAN_BYTES,
+    options: ScanOptions = _DEFAULT,
 ) -> ScanReport:
     """Scan every file of a resolved model from the registry, writing no model file anywhere.
 
     Each blob is streamed: its first bytes tell the format; a format judged from its header
-    (safetensors, GGUF, ONNX, numpy) is scanned from that header and the rest not downloaded
-    (``verified=False``); anything else up to ``max_blob_bytes`` is read (small blobs into
-    memory, big ones into an anonymous temp file deleted on close), checked
+    (safetensors, GGUF, ONNX, plain numpy) is scanned from that header and the rest not
+    downloaded (``verified=False``); anything else up to ``max_blob_bytes`` is read (small
+    blobs into memory, big ones into an anonymous temp file deleted on close), checked
     against its digest (:class:`DigestMismatchError` if it does not match) and scanned
-    (``verified=True``); larger blobs are reported as not inspected. Titles are validated as
-    for a pull, so a hostile artifact is refused whole.
+    (``verified=True``); larger blobs are reported as not fully inspected. Titles are
+    validated as for a pull, so a hostile artifact is refused whole.
     """
     from .transfer import plan_files  # not at import time: transfer may call into this module
 
@@ -95,10 +112,11 @@ def scan_model(
     for item in plan_files(model):
         known = by_digest.get(item.layer.digest)
         if known is None:
-            known = by_digest[item.layer.digest] = _scan_blob(registry, model.reference, item.layer, item.title, max_blob_bytes)
+            known = by_digest[item.layer.digest] = _scan_blob(
+                registry, model.reference, item.layer, item.title, max_blob_bytes, options)
             scans.append(known)
         else:
-            scans.append(_retitled(known, item.title))
+            scans.append(dataclasses.replace(known, path=item.title))
     return ScanReport(scans, subject=str(model.reference))
 
 
@@ -132,7 +150,9 @@ class _Chunks:
         self._pending = b""
 
 
-def _scan_blob(registry: RegistryClient, ref: Reference, layer: Descriptor, title: str, limit: int) -> FileScan:
+def _scan_blob(
+    registry: RegistryClient, ref: Reference, layer: Descriptor, title: str, limit: int, options: ScanOptions
+) -> FileScan:
     with registry.open_blob(ref, layer) as blob:
         reader = _Chunks(blob.chunks())
         head = reader.read(min(layer.size, HEAD_BYTES))
@@ -140,16 +160,16 @@ def _scan_blob(registry: RegistryClient, ref: Reference, layer: Descriptor, titl
         if needed is not None and len(head) < layer.size:
             prefix = head + reader.read(min(needed, layer.size) - len(head)) if needed > len(head) else head
             if len(prefix) < layer.size:
-                scan = scan_bytes(prefix, title)
-                if scan.safe_by_construction and scan.error is None:
+                scan = scan_bytes(prefix, title, options)
+                if scan.safe_by_construction:
                     scan.verified = False  # the rest was not downloaded: its digest is unchecked
                     return scan
             head = prefix
         if layer.size > limit:
             return FileScan(
                 title, "unknown", verified=False,
-                error=f"{layer.size} bytes, over the {limit >> 20} MiB scan limit: "
-                "not inspected (pull it, then scan the directory)",
+                incomplete=[Finding(f"{layer.size} bytes, over the {limit >> 20} MiB scan limit: "
+                                    "not inspected (pull it, then scan the directory)")],
             )
         # Small blobs stay in memory; big ones go to an anonymous temp file (gone when closed)
         # that the scanner can seek over (it steps over bulk payloads), so memory stays flat.
@@ -164,7 +184,7 @@ def _scan_blob(registry: RegistryClient, ref: Reference, layer: Descriptor, titl
                     "refusing it"
                 )
             data.seek(0)
-            scan = scan_stream(data, title)
+            scan = scan_stream(data, title, options)
     scan.verified = True
     return scan
 
@@ -176,23 +196,33 @@ def scan_summary(report: ScanReport) -> dict[str, Any]:
     """The compact record push stores in the model config's ``scan`` field.
 
     Deterministic (no time, everything sorted) so that pushes with ``SOURCE_DATE_EPOCH`` stay
-    reproducible: per file its format, whether it is safe by construction and was fully
-    inspected, and how many globals are unknown; every dangerous global as a finding.
+    reproducible: the overall verdict, per file its format and verdict, every dangerous
+    global (with the name it loads as, so a pull that allows it can tell) or structure as a
+    finding, and why each file not fully inspected was not. ``dangerous`` stays for readers
+    of the first schema.
     """
     files = sorted(report.files, key=lambda f: f.path)
-    findings = sorted(
-        ({"file": f.path, "location": g.location, "call": g.call, "reason": g.reason} for f in files for g in f.dangerous),
-        key=lambda d: (d["file"], d["location"], d["call"]),
-    )
+    findings = [
+        {"file": f.path, "location": g.location, "kind": "global", "call": g.call, "loads": g.loads,
+         "known": g.known, "reason": g.reason}
+        for f in files for g in f.dangerous
+    ] + [
+        {"file": f.path, "location": h.location, "kind": "structure", "reason": h.reason}
+        for f in files for h in f.hostile
+    ]
+    incomplete = [{"file": f.path, "location": i.location, "reason": i.reason} for f in files for i in f.incomplete]
+    order = lambda d: (d["file"], d["location"], d.get("call", ""), d["reason"])  # noqa: E731
     return {
         "scanner": {"name": "ocimodel", "version": __version__},
+        "schema": SUMMARY_SCHEMA,
+        "verdict": report.verdict,
         "dangerous": report.dangerous,
         "files": [
-            {"path": f.path, "format": f.format, "safe": f.safe_by_construction, "inspected": f.error is None,
-             "unknown": len(f.unknown)}
+            {"path": f.path, "format": f.format, "verdict": f.verdict, "pickle": f.pickle, "inspected": not f.incomplete}
             for f in files
         ],
-        "findings": findings,
+        "findings": sorted(findings, key=order),
+        "incomplete": sorted(incomplete, key=order),
     }
 
 
@@ -204,52 +234,107 @@ def _named(findings: list[str], what: str) -> str:
     return f"{what}: " + "; ".join(findings[:_SHOWN]) + more
 
 
+def _where(path: str, location: str) -> str:
+    return f"{path}:{location}" if location else path
+
+
 def dangerous_findings(report: ScanReport) -> list[str]:
-    """One line per dangerous global: ``file[:member] imports module.name (why)``."""
-    return [
-        f"{f.path}{':' + g.location if g.location else ''} imports {g.call} ({g.reason})"
-        for f in report.files
-        for g in f.dangerous
-    ]
+    """One line per dangerous global (``file[:member] imports module.name (why)``) or
+    dangerous structure (``file[:member]: why``)."""
+    lines = [f"{_where(f.path, g.location)} imports {g.call} ({g.reason})" for f in report.files for g in f.dangerous]
+    lines += [f"{_where(f.path, h.location)}: {h.reason}" for f in report.files for h in f.hostile]
+    return lines
 
 
-def refuse_unsafe(report: ScanReport, *, strict: bool = False) -> None:
-    """Raise :class:`UnsafeModelError` (exit 5) naming each file and call if ``report`` found
-    a dangerous global; with ``strict``, also if a file could not be fully inspected."""
-    findings = dangerous_findings(report)
-    if findings:
-        raise UnsafeModelError(_named(findings, "refusing a model whose pickles can run code when loaded"))
-    if strict and report.errors:
-        lines = [f"{f.path}: {f.error}" for f in report.errors]
-        raise UnsafeModelError(_named(lines, "refusing a model with files that could not be inspected (strict)"))
+def incomplete_findings(report: ScanReport) -> list[str]:
+    """One line per reason a file was not fully inspected: ``file[:member]: why``."""
+    return [f"{_where(f.path, i.location)}: {i.reason}" for f in report.files for i in f.incomplete]
 
 
-def check_blobs_safe(files: Iterable[tuple[str, Path]], *, strict: bool = False) -> ScanReport:
+def refuse_unsafe(report: ScanReport) -> None:
+    """Raise :class:`UnsafeModelError` (exit 5) if any file is dangerous (naming each file and
+    call) or was not fully inspected (naming each file and why)."""
+    dangerous, incomplete = dangerous_findings(report), incomplete_findings(report)
+    if dangerous:
+        message = _named(dangerous, "refusing a model whose files can run code when loaded")
+        if incomplete:
+            message += f"; also not fully inspected: {incomplete[0]}" + (f" (and {len(incomplete) - 1} more)" if len(incomplete) > 1 else "")
+        raise UnsafeModelError(message)
+    if incomplete:
+        raise UnsafeModelError(_named(
+            incomplete, "refusing a model with files ocimodel could not fully inspect (a file that may be unpickled "
+            "must be scanned to its end; see docs/scanning.md)"))
+
+
+def check_blobs_safe(files: Iterable[tuple[str, Path]], options: ScanOptions = _DEFAULT) -> ScanReport:
     """Scan ``(title, path)`` pairs (a pull's verified staged files) and raise
-    :class:`UnsafeModelError` (exit 5) naming file and call if any can run code when loaded.
+    :class:`UnsafeModelError` (exit 5) if any is dangerous or not fully inspected.
 
     Meant to run before the files are moved into the destination, so a refused model never
     reaches it. Returns the report when nothing is refused.
     """
-    report = scan_files(files)
-    refuse_unsafe(report, strict=strict)
+    report = scan_files(files, options=options)
+    refuse_unsafe(report)
     return report
 
 
-def check_config_scan(config: ModelConfig | None) -> None:
+def check_config_scan(config: ModelConfig | None, options: ScanOptions = _DEFAULT) -> None:
     """Refuse early (before any download) a model whose push-time scan, as recorded in its
-    config, found dangerous globals. Only a shortcut: the record is the publisher's claim, so
-    a missing or clean record proves nothing and the downloaded bytes must still be scanned."""
+    config, found a dangerous file or one it could not fully inspect. Only a shortcut: the
+    record is the publisher's claim, so a missing or clean record proves nothing and the
+    downloaded bytes must still be scanned. A record that cannot be interpreted is refused
+    (fail closed); globals the pull allows (``--allow-global``) are not held against it."""
     record = config.scan if config is not None else None
-    if not (isinstance(record, dict) and record.get("dangerous") is True):
+    if record is None:
         return
+    what = "refusing a model whose push-time scan (recorded in its config)"
+    if not isinstance(record, dict):
+        raise UnsafeModelError(f"{what} cannot be interpreted: not a JSON object")
+    if "schema" in record or "verdict" in record:
+        _check_summary_v2(record, options, what)
+        return
+    if not isinstance(record.get("dangerous"), bool):  # schema 1 always had it
+        raise UnsafeModelError(f"{what} cannot be interpreted: no verdict")
     findings = [
         f"{f.get('file')} imports {f.get('call')}"
         for f in record.get("findings") or []
         if isinstance(f, dict) and isinstance(f.get("file"), str) and isinstance(f.get("call"), str)
     ]
-    what = "refusing a model whose push-time scan found pickles that can run code when loaded"
-    raise UnsafeModelError(_named(findings, what) if findings else what)
+    if record["dangerous"]:
+        raise UnsafeModelError(_named(findings, f"{what} found pickles that can run code when loaded") if findings
+                               else f"{what} found pickles that can run code when loaded")
+    files = record.get("files")
+    if not isinstance(files, list):
+        raise UnsafeModelError(f"{what} cannot be interpreted: no file list")
+    uninspected = [str(f.get("path")) for f in files if not (isinstance(f, dict) and f.get("inspected") is True)]
+    if uninspected:
+        raise UnsafeModelError(_named(uninspected, f"{what} could not fully inspect files"))
+
+
+def _check_summary_v2(record: dict[str, Any], options: ScanOptions, what: str) -> None:
+    verdict = record.get("verdict")
+    if record.get("schema") != SUMMARY_SCHEMA or verdict not in (SAFE, INCOMPLETE, DANGEROUS):
+        raise UnsafeModelError(f"{what} cannot be interpreted (schema {record.get('schema')!r}, verdict {verdict!r}): "
+                               "refusing rather than guessing; pull with a newer ocimodel")
+    findings, incomplete = record.get("findings"), record.get("incomplete")
+    if not isinstance(findings, list) or not isinstance(incomplete, list):
+        raise UnsafeModelError(f"{what} cannot be interpreted: findings missing")
+    held: list[str] = []
+    for f in findings:
+        if not isinstance(f, dict):
+            raise UnsafeModelError(f"{what} cannot be interpreted: a finding is not an object")
+        where = _where(str(f.get("file")), str(f.get("location") or ""))
+        if f.get("kind") == "global" and f.get("known") is False and f.get("loads") in options.allow.extra:
+            continue  # off the allow-list at push, allowed by this pull
+        held.append(f"{where} imports {f.get('call')}" if f.get("kind") == "global" else f"{where}: {f.get('reason')}")
+    if held:
+        raise UnsafeModelError(_named(held, f"{what} found files that can run code when loaded"))
+    lines = [f"{_where(str(i.get('file')), str(i.get('location') or ''))}: {i.get('reason')}" if isinstance(i, dict) else str(i)
+             for i in incomplete]
+    if lines:
+        raise UnsafeModelError(_named(lines, f"{what} could not fully inspect files"))
+    if verdict != SAFE and not findings:
+        raise UnsafeModelError(f"{what} says {verdict} without saying why: refusing")
 
 
 # -- licenses ---------------------------------------------------------------------------------

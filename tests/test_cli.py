@@ -188,7 +188,7 @@ def test_progress_bars_on_a_terminal_only(registry, repo, tmp_path, cli_env):
     """rich progress bars when stderr is a terminal (a pty here); nothing of them otherwise."""
     import pty
 
-    src = tmp_path / "w.bin"
+    src = tmp_path / "w.raw"
     src.write_bytes(os.urandom(64 * 1024 * 1024))
     args = [sys.executable, "-m", "ocimodel", "push", str(src), f"{registry.host}/{repo}:tty", "--no-git", "--no-cache"]
     env = {**os.environ, **cli_env, "COLUMNS": "100", "TERM": "xterm"}
@@ -208,7 +208,7 @@ def test_progress_bars_on_a_terminal_only(registry, repo, tmp_path, cli_env):
     os.close(master)
     assert proc.returncode == 0, seen.decode(errors="replace")
     text = seen.decode(errors="replace")
-    assert "w.bin" in text and "━" in text and "MB" in text  # a bar with the file's name and size
+    assert "w.raw" in text and "━" in text and "MB" in text  # a bar with the file's name and size
 
     plain = run("push", str(src), f"{registry.host}/{repo}:notty", "--no-git", "--no-cache", env=cli_env)
     assert plain.returncode == 0 and "━" not in plain.stderr and plain.stderr.count("\n") == 1

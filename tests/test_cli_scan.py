@@ -54,24 +54,47 @@ def test_scan_safe_dir_exits_0_and_reports_safe_formats(tmp_path):
     root.mkdir()
     (root / "model.safetensors").write_bytes(safetensors(1024))
     (root / "tokenizer.json").write_text('{"vocab": {}}')
-    (root / "model.gguf").write_bytes(b"GGUF" + os.urandom(64))
+    (root / "model.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + os.urandom(64))
     out = run("scan", str(root))
     assert out.returncode == 0, out.stderr
     for line in ("model.safetensors: SAFE safetensors", "tokenizer.json: SAFE json", "model.gguf: SAFE gguf"):
         assert line in out.stdout
-    assert "3 safe by construction" in out.stdout and out.stderr == ""
+    assert out.stdout.splitlines()[-1] == "3 file(s) scanned: 0 dangerous, 0 not fully inspected, 3 safe" and out.stderr == ""
     data = json.loads(run("scan", str(root / "model.safetensors"), "--json").stdout)
     assert data["dangerous"] is False and data["files"][0]["safe_by_construction"] is True
 
 
-def test_scan_strict_fails_on_files_not_inspected(tmp_path):
+def test_scan_exits_5_on_files_not_fully_inspected(tmp_path):
     root = tmp_path / "m"
     root.mkdir()
     (root / "broken.pkl").write_bytes(b"\x80\x04\x95garbage")
-    lenient = run("scan", str(root))
-    assert lenient.returncode == 0 and "warning: broken.pkl: not fully inspected" in lenient.stderr
-    strict = run("scan", str(root), env={"OCIMODEL_STRICT": "1"})
-    assert strict.returncode == 5 and "could not be inspected" in strict.stderr
+    (root / "w.safetensors").write_bytes(safetensors())
+    out = run("scan", str(root))
+    assert out.returncode == 5
+    assert "broken.pkl: NOT FULLY INSPECTED named like a pickle" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith("NOT FULLY INSPECTED: 2 file(s) scanned")
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing a model with files ocimodel could not fully inspect")
+    assert "broken.pkl" in lines[0] and "Traceback" not in out.stderr
+    assert run("scan", str(root), "--strict").returncode == 5  # the old flag is still accepted
+    data = json.loads(run("scan", str(root), "--json").stdout)
+    assert data["verdict"] == "incomplete" and {f["path"]: f["verdict"] for f in data["files"]} == {
+        "broken.pkl": "incomplete", "w.safetensors": "safe"}
+
+
+def test_scan_allow_global_and_scan_limit_options(tmp_path):
+    from test_safety import Net
+
+    path = tmp_path / "net.pkl"
+    path.write_bytes(pickle.dumps([Net()]))
+    assert run("scan", str(path)).returncode == 5
+    assert run("scan", str(path), "--allow-global", "test_safety.Net").returncode == 0
+    assert run("scan", str(path), env={"OCIMODEL_ALLOW_GLOBAL": "test_safety.Net"}).returncode == 0
+    for bad in (["--allow-global", "test_safety.*"], ["--allow-global", "os.system"], ["--scan-limit", "bogus=1"]):
+        out = run("scan", str(path), *bad)
+        assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr, bad
+    limited = run("scan", str(path), "--allow-global", "test_safety.Net", "--scan-limit", "opcodes=3")
+    assert limited.returncode == 5 and "scan limit 'opcodes'" in limited.stdout
 
 
 def test_scan_reference_exits_5_and_writes_nothing(registry, repo, evil_model, tmp_path, cli_env):
@@ -117,8 +140,9 @@ def test_push_warns_and_records_the_scan(registry, repo, evil_model, cli_env):
     record = info["config"]["scan"]
     assert record["dangerous"] is True
     assert [(f["file"], f["call"]) for f in record["findings"]] == [("sub/evil.pkl", SYSTEM)]
-    formats = {f["path"]: (f["format"], f["safe"]) for f in record["files"]}
-    assert formats["w.safetensors"] == ("safetensors", True) and formats["sub/evil.pkl"] == ("pickle", False)
+    formats = {f["path"]: (f["format"], f["verdict"]) for f in record["files"]}
+    assert formats["w.safetensors"] == ("safetensors", "safe") and formats["sub/evil.pkl"] == ("pickle", "dangerous")
+    assert record["verdict"] == "dangerous" and record["schema"] == 2
 
 
 def test_push_no_scan_records_nothing(registry, repo, evil_model, cli_env):
@@ -157,3 +181,18 @@ def test_scan_of_raw_pickle_file_and_joblib_style_names(tmp_path):
     path.write_bytes(pickle.dumps({"coef": [0.5]}))
     out = run("scan", str(path))
     assert out.returncode == 0 and "model.joblib: OK" in out.stdout
+
+
+def test_pull_allow_global_option(registry, repo, tmp_path, cli_env):
+    from test_safety import Net
+
+    model = tmp_path / "net.pkl"
+    model.write_bytes(pickle.dumps({"net": Net(), "nonce": os.urandom(8).hex()}))
+    ref = f"{registry.host}/{repo}:1"
+    pushed = run("push", str(model), ref, "--no-git", env=cli_env)
+    assert pushed.returncode == 0 and "warning: net.pkl imports test_safety.Net" in pushed.stderr
+    refused = run("pull", ref, str(tmp_path / "a"), "--deny-unsafe", env=cli_env)
+    assert refused.returncode == 5 and "test_safety.Net" in refused.stderr and not (tmp_path / "a").exists()
+    allowed = run("pull", ref, str(tmp_path / "b"), "--deny-unsafe", "--allow-global", "test_safety.Net", env=cli_env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert (tmp_path / "b" / "net.pkl").read_bytes() == model.read_bytes()

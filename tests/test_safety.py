@@ -30,7 +30,7 @@ from ocimodel.safety import (
     scan_files,
     scan_summary,
 )
-from ocimodel.scan import header_length, scan_bytes
+from ocimodel.scan import ScanOptions, header_length, scan_bytes
 
 from pickle_helpers import SYSTEM, Reduce
 
@@ -147,12 +147,26 @@ def test_check_blobs_safe_names_file_and_call_and_executes_nothing(tmp_path):
     assert [(f.path, f.format, f.safe_by_construction) for f in report.files] == [("w.safetensors", "safetensors", True)]
 
 
-def test_strict_refuses_what_could_not_be_inspected(tmp_path):
+def test_files_not_fully_inspected_are_refused(tmp_path):
     (tmp_path / "broken.pkl").write_bytes(b"\x80\x04\x95garbage")
-    items = [("broken.pkl", tmp_path / "broken.pkl")]
-    assert check_blobs_safe(items).errors  # warned, not refused
-    with pytest.raises(UnsafeModelError, match="broken.pkl"):
-        check_blobs_safe(items, strict=True)
+    (tmp_path / "m.joblib").write_bytes(b"\x04\x22\x4d\x18" + os.urandom(32))  # lz4: cannot be decompressed
+    for name, why in (("broken.pkl", "neither a valid pickle"), ("m.joblib", "lz4")):
+        with pytest.raises(UnsafeModelError, match=f"could not fully inspect.*{name}: .*{why}") as info:
+            check_blobs_safe([(name, tmp_path / name)])
+        assert info.value.exit_code == 5
+
+
+def test_allow_globals_let_a_trusted_class_through(tmp_path):
+    (tmp_path / "net.pkl").write_bytes(pickle.dumps(Net()))
+    items = [("net.pkl", tmp_path / "net.pkl")]
+    with pytest.raises(UnsafeModelError, match=f"net.pkl imports {__name__}.Net .*not on the allow-list"):
+        check_blobs_safe(items)
+    report = check_blobs_safe(items, ScanOptions.make([f"{__name__}.Net"]))
+    assert report.verdict == "safe"
+
+
+class Net:
+    pass
 
 
 def test_scan_summary_is_compact_sorted_and_deterministic(tmp_path):
@@ -160,25 +174,54 @@ def test_scan_summary_is_compact_sorted_and_deterministic(tmp_path):
     (tmp_path / "a.safetensors").write_bytes(safetensors())
     (tmp_path / "c.pt").write_bytes(torch_zip(evil_pickle()))
     items = [(p.name, p) for p in (tmp_path / "c.pt", tmp_path / "b.pkl", tmp_path / "a.safetensors")]
+    (tmp_path / "d.joblib").write_bytes(b"\x28\xb5\x2f\xfd" + os.urandom(16))  # zstd: not inspected
+    items.append(("d.joblib", tmp_path / "d.joblib"))
     summary = scan_summary(scan_files(items))
     assert summary == scan_summary(scan_files(reversed(items)))
-    assert summary["dangerous"] is True and summary["scanner"]["name"] == "ocimodel"
-    assert [f["path"] for f in summary["files"]] == ["a.safetensors", "b.pkl", "c.pt"]
-    assert summary["files"][0] == {"path": "a.safetensors", "format": "safetensors", "safe": True,
-                                   "inspected": True, "unknown": 0}
-    assert [(f["file"], f["location"], f["call"]) for f in summary["findings"]] == [
-        ("b.pkl", "", SYSTEM), ("c.pt", "archive/data.pkl", SYSTEM)]
+    assert summary["verdict"] == "dangerous" and summary["dangerous"] is True and summary["schema"] == 2
+    assert summary["scanner"]["name"] == "ocimodel"
+    assert [f["path"] for f in summary["files"]] == ["a.safetensors", "b.pkl", "c.pt", "d.joblib"]
+    assert summary["files"][0] == {"path": "a.safetensors", "format": "safetensors", "verdict": "safe",
+                                   "pickle": False, "inspected": True}
+    assert [f["verdict"] for f in summary["files"]] == ["safe", "dangerous", "dangerous", "incomplete"]
+    assert [(f["file"], f["location"], f["call"], f["loads"], f["known"]) for f in summary["findings"]] == [
+        ("b.pkl", "", SYSTEM, SYSTEM, True), ("c.pt", "archive/data.pkl", SYSTEM, SYSTEM, True)]
+    assert [i["file"] for i in summary["incomplete"]] == ["d.joblib"] and "zstd" in summary["incomplete"][0]["reason"]
     json.dumps(summary)  # JSON-ready as is
 
 
-def test_check_config_scan_refuses_a_recorded_finding_and_trusts_no_clean_record():
+def test_check_config_scan_reads_records_of_both_schemas_and_fails_closed(tmp_path):
+    # schema 1 (before verdicts): dangerous, or a file the old scan could not finish, is refused
     record = {"dangerous": True, "findings": [{"file": "evil.pkl", "call": SYSTEM}]}
     with pytest.raises(UnsafeModelError, match=f"evil.pkl imports {SYSTEM}"):
         check_config_scan(ModelConfig(name="m", scan=record))
     with pytest.raises(UnsafeModelError):
         check_config_scan(ModelConfig(name="m", scan={"dangerous": True, "findings": "garbage"}))
-    for config in (None, ModelConfig(name="m"), ModelConfig(name="m", scan={"dangerous": False})):
+    old_uninspected = {"dangerous": False, "files": [{"path": "m.pkl", "inspected": False}], "findings": []}
+    with pytest.raises(UnsafeModelError, match="could not fully inspect files: m.pkl"):
+        check_config_scan(ModelConfig(name="m", scan=old_uninspected))
+    for config in (None, ModelConfig(name="m"),
+                   ModelConfig(name="m", scan={"dangerous": False, "files": [{"path": "w", "inspected": True}]})):
         check_config_scan(config)
+    # records that cannot be interpreted are refused, never read as clean
+    for bad in ({}, {"dangerous": False}, {"schema": 3, "verdict": "safe"}, {"schema": 2, "verdict": "fine"},
+                {"schema": 2, "verdict": "safe", "findings": "x", "incomplete": []},
+                {"schema": 2, "verdict": "dangerous", "findings": [], "incomplete": []}):
+        with pytest.raises(UnsafeModelError, match="cannot be interpreted|without saying why"):
+            check_config_scan(ModelConfig(name="m", scan=bad))
+    # schema 2, as push writes it
+    (tmp_path / "net.pkl").write_bytes(pickle.dumps(Net()))
+    (tmp_path / "w.safetensors").write_bytes(safetensors())
+    files = [(p.name, p) for p in sorted(tmp_path.iterdir())]
+    summary = scan_summary(scan_files(files))
+    with pytest.raises(UnsafeModelError, match=f"net.pkl imports {__name__}.Net"):
+        check_config_scan(ModelConfig(name="m", scan=summary))
+    check_config_scan(ModelConfig(name="m", scan=summary), ScanOptions.make([f"{__name__}.Net"]))  # allowed by this pull
+    check_config_scan(ModelConfig(name="m", scan=scan_summary(scan_files(files[1:]))))
+    (tmp_path / "z.pkl").write_bytes(b"\x80\x04\x95garbage")
+    incomplete = scan_summary(scan_files([("z.pkl", tmp_path / "z.pkl")]))
+    with pytest.raises(UnsafeModelError, match="could not fully inspect files: z.pkl"):
+        check_config_scan(ModelConfig(name="m", scan=incomplete), ScanOptions.make([f"{__name__}.Net"]))
 
 
 # -- header_length: what a remote scan may skip -----------------------------------------------
@@ -189,7 +232,12 @@ def test_header_length_covers_exactly_what_the_scan_reads():
     n = header_length(blob[:4096], "w.safetensors")
     assert n is not None and n < len(blob)
     assert scan_bytes(blob[:n], "w.safetensors").safe_by_construction
-    assert header_length(b"GGUF" + os.urandom(100), "m.gguf") == 4
+    gguf = b"GGUF\x03\x00\x00\x00" + b"\x00" * 100
+    assert header_length(gguf, "m.gguf") == len(gguf) and scan_bytes(gguf, "m.gguf").safe_by_construction
+    from scan_corpus import _safetensors_polyglot
+
+    polyglot = _safetensors_polyglot()
+    assert header_length(polyglot[:4096], "w.safetensors") is None  # its header starts a pickle: read it all
     assert header_length(evil_pickle(), "m.pkl") is None
     assert header_length(torch_zip(b"x"), "m.safetensors") is None
     assert header_length(b"\x1f\x8b" + os.urandom(100), "m.safetensors") is None
@@ -269,3 +317,52 @@ def test_scan_local_path_wins_and_bad_target_is_a_usage_error(oc, tmp_path, monk
     assert report.dangerous and report.subject == "evil.pkl" and report.files[0].verified is None
     with pytest.raises(UsageError, match="no such file or directory"):
         oc.scan("./missing-model")
+
+
+# -- pull --deny-unsafe: incomplete files, the already-installed fast path, allowed globals -------
+
+
+def test_pull_deny_unsafe_refuses_files_not_fully_inspected_also_when_already_installed(oc, registry, repo, tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "clf.joblib").write_bytes(b"\x04\x22\x4d\x18" + os.urandom(64))  # lz4: ocimodel cannot decompress it
+    ref = f"{registry.host}/{repo}:1"
+    pushed = oc.push(model, ref, code=False)
+    assert pushed.config.scan["verdict"] == "incomplete"
+    with pytest.raises(UnsafeModelError, match="clf.joblib: lz4"):
+        oc.push(model, f"{registry.host}/{repo}:2", deny_unsafe=True)
+    dest = tmp_path / "out"
+    with pytest.raises(UnsafeModelError, match="push-time scan .* could not fully inspect files: clf.joblib"):
+        oc.pull(ref, dest, deny_unsafe=True)
+    assert not dest.exists()
+    # pushed without a record: the downloaded bytes are scanned before anything is moved into DEST
+    bare = f"{registry.host}/{repo}:bare"
+    oc.push(model, bare, scan=False)
+    with pytest.raises(UnsafeModelError, match="could not fully inspect.*clf.joblib"):
+        oc.pull(bare, dest, deny_unsafe=True)
+    assert not dest.exists()
+    # installed without the option, then checked again with it: the fast path scans too
+    oc.pull(bare, dest)
+    with pytest.raises(UnsafeModelError, match="clf.joblib"):
+        oc.pull(bare, dest, deny_unsafe=True)
+
+
+def test_pull_allow_globals_reaches_every_check(oc, registry, repo, tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "net.pkl").write_bytes(pickle.dumps({"net": Net(), "nonce": os.urandom(8).hex()}))
+    ref = f"{registry.host}/{repo}:1"
+    assert oc.push(model, ref, code=False).config.scan["verdict"] == "dangerous"
+    with pytest.raises(UnsafeModelError, match=f"imports {__name__}.Net"):
+        oc.pull(ref, tmp_path / "refused", deny_unsafe=True)
+    trusted = [f"{__name__}.Net"]
+    oc.pull(ref, tmp_path / "out", deny_unsafe=True, allow_globals=trusted)  # config record and blobs
+    oc.pull(ref, tmp_path / "out", deny_unsafe=True, allow_globals=trusted)  # already installed
+    assert (tmp_path / "out" / "net.pkl").read_bytes() == (model / "net.pkl").read_bytes()
+    pushed = oc.push(model, f"{registry.host}/{repo}:2", deny_unsafe=True, allow_globals=trusted)
+    assert pushed.config.scan["verdict"] == "safe"
+    assert oc.scan(ref, allow_globals=trusted).verdict == "safe"
+    with pytest.raises(UsageError, match="wildcards"):
+        oc.pull(ref, tmp_path / "x", deny_unsafe=True, allow_globals=[f"{__name__}.*"])
+    with pytest.raises(UsageError, match="scan-limit"):
+        oc.scan(ref, scan_limits=["opcodes=many"])

@@ -1,155 +1,153 @@
-"""Which pickle globals are dangerous, which are known-harmless, and why.
+"""Judging one pickle global: allowed (on the reviewed allow-list) or dangerous, and why.
 
-The rule, in order: an exact allow-list entry is safe; a module (or any submodule of it) that
-can run code, reach the network or the file system is dangerous; a few named callables are
-dangerous wherever they live; a dotted name that walks through a dunder attribute
-(``OrderedDict.__init__.__globals__``) is dangerous; everything else is unknown.
-
-Why ``functools.partial`` is not flagged on its own: a pickle can only reach a callable by
-importing it as a global, which is classified here separately; wrapping adds no power.
+A global is judged by what the unpickler imports: Python 2 names are mapped as CPython maps
+them (only below protocol 3), and a dotted name is an attribute chain (``posixpath.os.system``
+is ``os.system``). Only exact names are allowed: a chain that starts at an allowed class
+(``collections.OrderedDict.__init__.__globals__``) is not that class. Everything not allowed
+is dangerous; the known-dangerous lists of :mod:`.allowlist` only give the reason.
 """
 
 from __future__ import annotations
 
 import _compat_pickle
 import re
+from dataclasses import dataclass, field
+from typing import Iterable
 
-# why importing anything from these modules (or their submodules) is dangerous.
-_DANGEROUS_MODULE_GROUPS: dict[str, tuple[str, ...]] = {
-    "operating system access: can run commands": ("os", "posix", "nt", "_posixsubprocess", "_winapi", "pty"),
-    "can start processes or threads": ("subprocess", "multiprocessing", "asyncio", "_thread", "signal"),
-    "can import or run arbitrary code": ("sys", "importlib", "runpy", "pkgutil", "zipimport", "imp"),
-    "can build or run code objects": (
-        "code", "codeop", "types", "marshal", "timeit", "pdb", "bdb", "trace", "profile", "cProfile",
-    ),
-    "nested unpickling of other data": ("pickle", "_pickle", "dill", "cloudpickle", "shelve"),
-    "file system access": ("shutil", "tempfile", "io", "_io", "fileinput", "glob"),
-    "network access": (
-        "socket", "ssl", "http", "urllib", "urllib3", "requests", "httpx", "aiohttp", "ftplib", "smtplib",
-        "telnetlib", "xmlrpc", "webbrowser",
-    ),
-    "native code and raw memory access": ("ctypes", "_ctypes", "cffi"),
-    "package installation": ("pip", "setuptools", "distutils", "ensurepip", "venv"),
-    "logging.config.listen runs received configuration code": ("logging.config",),
-}
-_DANGEROUS_MODULES = {m: why for why, group in _DANGEROUS_MODULE_GROUPS.items() for m in group}
+from ..errors import UsageError
+from .allowlist import (
+    ALLOWED,
+    CLASS_PACKAGE_EXCLUDED,
+    CLASS_PACKAGE_FOREIGN,
+    CLASS_PACKAGES,
+    DANGEROUS_MODULES,
+    DANGEROUS_NAMES,
+)
 
-# __builtin__ is Python 2's name for builtins; pickle maps it on load.
-_BUILTINS = ("builtins", "__builtin__", "exceptions")
-
-_DANGEROUS_BUILTINS = {
-    "eval", "exec", "execfile", "compile", "getattr", "setattr", "delattr", "__import__", "open",
-    "globals", "locals", "vars", "breakpoint", "apply", "input", "raw_input", "reload", "file",
-    "help", "exit", "quit", "type",
-}
-
-# Exact (module, name) pairs that are dangerous although their module is not.
-_DANGEROUS_NAMES: dict[tuple[str, str], str] = {
-    ("operator", "attrgetter"): "reaches arbitrary attributes",
-    ("operator", "methodcaller"): "calls arbitrary methods",
-    ("_operator", "attrgetter"): "reaches arbitrary attributes",
-    ("_operator", "methodcaller"): "calls arbitrary methods",
-    ("codecs", "open"): "file system access",
-    ("torch", "load"): "nested unpickling of other data",
-    ("torch.serialization", "load"): "nested unpickling of other data",
-    ("torch.hub", "load"): "downloads and runs code",
-    ("torch.jit", "load"): "loads TorchScript code",
-    ("numpy", "load"): "can unpickle other data",
-    ("numpy.testing._private.utils", "runstring"): "runs a string as code",
-    ("pandas", "read_pickle"): "nested unpickling of other data",
-    ("joblib", "load"): "nested unpickling of other data",
-}
-_DANGEROUS_NAME_PREFIXES = ("torch.hub", "torch.package", "numpy.f2py", "numpy.distutils")
-
-_TORCH_DTYPES = {
-    "float16", "float32", "float64", "bfloat16", "half", "float", "double", "complex32", "complex64",
-    "complex128", "cfloat", "cdouble", "uint8", "uint16", "uint32", "uint64", "int8", "int16",
-    "int32", "int64", "short", "int", "long", "bool", "qint8", "quint8", "qint32", "quint4x2",
-    "float8_e4m3fn", "float8_e5m2",
-}
-_TORCH_OTHERS = {
-    "device", "Size", "dtype", "layout", "memory_format", "strided", "sparse_coo", "sparse_csr",
-    "contiguous_format", "channels_last", "channels_last_3d", "preserve_format", "Tensor",
-}
-_TORCH_REBUILDERS = {
-    "_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-    "_rebuild_parameter_with_state", "_rebuild_sparse_tensor", "_rebuild_sparse_csr_tensor",
-    "_rebuild_device_tensor_from_numpy", "_rebuild_meta_tensor_no_storage", "_rebuild_qtensor",
-    "_rebuild_nested_tensor", "_rebuild_wrapper_subclass", "_rebuild_xla_tensor",
-}
-
-_ALLOWED: set[tuple[str, str]] = {
-    ("collections", "OrderedDict"), ("collections", "defaultdict"), ("collections", "Counter"),
-    ("collections", "deque"), ("copyreg", "_reconstructor"), ("copy_reg", "_reconstructor"),
-    ("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__"), ("_codecs", "encode"),
-    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"), ("datetime", "timedelta"),
-    ("datetime", "timezone"), ("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID"),
-    ("torch.serialization", "_get_layout"), ("torch.nn.parameter", "Parameter"),
-    ("torch._tensor", "_rebuild_from_type_v2"), ("torch.storage", "UntypedStorage"),
-    ("torch.storage", "TypedStorage"), ("torch.storage", "_load_from_bytes"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"), ("numpy.ma.core", "_mareconstruct"),
-    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__bit_generator_ctor"),
-    ("numpy.random._pickle", "__generator_ctor"),
-    ("joblib.numpy_pickle", "NumpyArrayWrapper"), ("joblib.numpy_pickle_compat", "NDArrayWrapper"),
-    *((b, n) for b in _BUILTINS for n in (
-        "set", "frozenset", "slice", "complex", "bytearray", "bytes", "range", "str", "int",
-        "float", "bool", "tuple", "list", "dict", "object", "NoneType", "Ellipsis",
-    )),
-    *(("torch", n) for n in _TORCH_DTYPES | _TORCH_OTHERS),
-    *(("torch._utils", n) for n in _TORCH_REBUILDERS),
-}
-
-_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9]*\Z")
+_ALLOWED = {name: why for why, names in ALLOWED.items() for name in names}
+_DANGEROUS_NAMES = {name: why for why, names in DANGEROUS_NAMES.items() for name in names}
+_DANGEROUS_MODULES = {module: why for why, modules in DANGEROUS_MODULES.items() for module in modules}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_CLASS_NAME = re.compile(r"(?:__pyx_unpickle_)?_?[A-Z][A-Za-z0-9]*\Z")  # CamelCase (SVC too), not CONSTANT_NAMES
 _DUNDER = re.compile(r"__\w+__\Z")
-# Packages whose public classes only build data when instantiated or restored.
-_CLASS_PACKAGES = ("sklearn.", "torch.nn.modules.", "numpy.dtypes")
+NOT_ALLOWED = "not on the allow-list (add it with --allow-global if you trust it)"
 
 
-def _under(module: str, parent: str) -> bool:
-    return module == parent or module.startswith(parent + ".")
+@dataclass(frozen=True)
+class Judgement:
+    """How one global was judged: ``dangerous`` (with ``reason``) or allowed."""
+
+    dangerous: bool
+    reason: str
+    known: bool = False  # dangerous for a known reason, not just for being off the allow-list
+
+    @property
+    def allowed(self) -> bool:
+        return not self.dangerous
 
 
-def classify(module: str, name: str) -> tuple[bool, bool, str]:
-    """``(dangerous, allowed, reason)`` for the global ``module.name`` as a pickle names it.
+def loaded_name(module: str, name: str, proto: int) -> tuple[str, str]:
+    """The ``(module, name)`` CPython's unpickler imports for a global written in a pickle
+    of protocol ``proto``: below 3 it maps Python 2 names (``__builtin__.eval``)."""
+    if proto >= 3:
+        return module, name
+    mapped = _compat_pickle.NAME_MAPPING.get((module, name))
+    if mapped is not None:
+        return mapped
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
-    Python 2 names are judged as what the unpickler loads them as (``commands.Popen`` is
-    ``subprocess.Popen``); the stricter verdict of the two wins.
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent + ".")
+
+
+def _class_rule(module: str, name: str) -> str | None:
+    for prefix, why in CLASS_PACKAGES.items():
+        if not module.startswith(prefix) or any(_under(module, x) for x in CLASS_PACKAGE_EXCLUDED):
+            continue
+        if ".tests" in module or ".conftest" in module:
+            continue
+        if _CLASS_NAME.match(name) and name.removeprefix("__pyx_unpickle_") not in CLASS_PACKAGE_FOREIGN:
+            return why
+    return None
+
+
+def known_danger(module: str, name: str) -> str | None:
+    """Why ``module.name`` is known to be dangerous (``None`` if it is not on a known list).
+
+    Every starting point of the dotted path is tried, so an attribute chain through another
+    module (``torch.serialization.os.system``, ``random._os.system``) is recognised too.
     """
-    loaded = _compat_pickle.NAME_MAPPING.get((module, name))
-    if loaded is None:
-        loaded = (_compat_pickle.IMPORT_MAPPING.get(module, module), name)
-    verdict = _classify(*loaded)
-    if loaded == (module, name):
-        return verdict
-    own = _classify(module, name)
-    if own[0] and not verdict[0]:
-        return own
-    return verdict[0], verdict[1], f"{verdict[2]} (loaded as {loaded[0]}.{loaded[1]})"
+    if any(_DUNDER.match(p) and p not in ("__newobj__", "__newobj_ex__") for p in name.split(".")):
+        return "walks attributes through a dunder name: reaches arbitrary objects"
+    parts = f"{module}.{name}".split(".")
+    for start in range(len(parts) - 1, -1, -1):  # the deepest match names the real target
+        tail = parts[start:]
+        if start and tail[0].startswith("_") and not tail[0].startswith("__"):
+            tail = [tail[0].lstrip("_"), *tail[1:]]  # random._os is the os module
+        path, owner = ".".join(tail), ".".join(tail[:-1])
+        via = f" (through the attribute chain {module}.{name})" if start else ""
+        if path in _DANGEROUS_NAMES:
+            return _DANGEROUS_NAMES[path] + via
+        for dangerous_module, why in _DANGEROUS_MODULES.items():
+            if path == dangerous_module or (owner and _under(owner, dangerous_module)):
+                return f"{dangerous_module}: {why}{via}"
+    return None
 
 
-def _classify(module: str, name: str) -> tuple[bool, bool, str]:
-    if (module, name) in _ALLOWED:
-        return False, True, "allow-listed"
-    if module.startswith("torch") and name.endswith("Storage") and name.isidentifier():
-        return False, True, "allow-listed (torch storage type)"
-    top = name.split(".", 1)[0]
-    if module in _BUILTINS and top in _DANGEROUS_BUILTINS:
-        return True, False, f"builtin {top}: can run code or reach the system"
-    reason = _DANGEROUS_NAMES.get((module, name))
-    if reason:
-        return True, False, reason
-    for parent, why in _DANGEROUS_MODULES.items():
-        if _under(module, parent):
-            return True, False, f"{parent}: {why}"
-    if any(_under(module, p) for p in _DANGEROUS_NAME_PREFIXES):
-        return True, False, f"{module}: can run code"
-    if any(_DUNDER.match(part) for part in name.split(".")) or "<" in name:
-        return True, False, "walks attributes through a dunder: can reach arbitrary objects"
-    if "." not in name and _CLASS_NAME.match(name) and any(
-        module.startswith(p) or module == p.rstrip(".") for p in _CLASS_PACKAGES
-    ):
-        return False, True, "allow-listed (data class of a known library)"
-    return False, False, "not on the allow-list"
+@dataclass(frozen=True)
+class AllowList:
+    """The built-in allow-list plus the globals a user allowed (``--allow-global``)."""
+
+    extra: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def with_extra(cls, entries: Iterable[str]) -> "AllowList":
+        """Validate ``entries`` (``module.name``; commas or spaces may separate several).
+
+        Raises :class:`~ocimodel.errors.UsageError` for a wildcard (a module's namespace
+        holds what it imports, so ``pkg.*`` would allow ``pkg.system`` after
+        ``from os import system``), a malformed name, or a global known to run code.
+        """
+        names: set[str] = set()
+        for entry in entries:
+            for item in re.split(r"[,\s]+", entry.strip()):
+                if not item:
+                    continue
+                if "*" in item:
+                    raise UsageError(
+                        f"--allow-global {item!r}: wildcards are not accepted (a module also holds every name it "
+                        "imports, so a whole module could let os.system in); list each class or function"
+                    )
+                parts = item.split(".")
+                if len(parts) < 2 or not all(_IDENTIFIER.match(p) for p in parts):
+                    raise UsageError(f"--allow-global {item!r}: expected MODULE.NAME, e.g. mypackage.models.Net")
+                danger = known_danger(parts[0], ".".join(parts[1:]))
+                if danger is not None:
+                    raise UsageError(f"--allow-global {item!r} cannot be allowed: {danger}")
+                names.add(item)
+        return cls(frozenset(names))
+
+    def judge(self, module: str, name: str, proto: int = 4) -> Judgement:
+        """Judge the global ``module.name`` as written in a pickle of protocol ``proto``."""
+        loaded = loaded_name(module, name, proto)
+        note = f" (loaded as {loaded[0]}.{loaded[1]})" if loaded != (module, name) else ""
+        full = f"{loaded[0]}.{loaded[1]}"
+        if full in _ALLOWED:
+            return Judgement(False, f"allow-listed: {_ALLOWED[full]}{note}")
+        if full in self.extra:
+            return Judgement(False, f"allowed by --allow-global{note}")
+        rule = _class_rule(*loaded)
+        if rule is not None:
+            return Judgement(False, f"allow-listed by rule: {rule}{note}")
+        danger = known_danger(*loaded)
+        return Judgement(True, (danger or NOT_ALLOWED) + note, known=danger is not None)
+
+
+DEFAULT = AllowList()
+
+
+def classify(module: str, name: str, proto: int = 4) -> tuple[bool, bool, str]:
+    """``(dangerous, allowed, reason)`` of ``module.name`` under the built-in allow-list."""
+    judgement = DEFAULT.judge(module, name, proto)
+    return judgement.dangerous, judgement.allowed, judgement.reason

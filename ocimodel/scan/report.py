@@ -1,6 +1,10 @@
-"""What a scan found: per-file results, the whole report, and a rendering for people.
+"""What a scan found: per-file verdicts, the whole report, and a rendering for people.
 
 Pure data: no I/O. ``to_dict()`` gives the JSON form the CLI's ``--json`` prints.
+
+A file's verdict is ``dangerous`` (it imports a global not on the allow-list, or holds a
+gadget pattern, a hostile archive structure or a polyglot), else ``incomplete`` (it may be
+unpickled and could not be scanned to the end: the reasons say why), else ``safe``.
 """
 
 from __future__ import annotations
@@ -8,14 +12,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+DANGEROUS, INCOMPLETE, SAFE = "dangerous", "incomplete", "safe"
+
 
 @dataclass(frozen=True)
 class GlobalRef:
-    """One global (``module.name``) that a pickle would import and may call.
+    """One global (``module.name``, as the pickle spells it) that a pickle would import.
 
-    ``dangerous``: known to run code or touch the system. ``allowed``: on the allow-list of
-    known-harmless globals. Neither: unknown (listed, not counted as dangerous).
-    ``location``: the member inside a container (``archive/data.pkl``), ``""`` at top level.
+    ``dangerous``: not on the allow-list (``reason`` says why it matters); ``allowed`` is
+    its opposite. ``known``: dangerous for a known reason (a listed gadget, or how the pickle
+    uses it), not merely for being off the allow-list. ``loads``: the name the unpickler
+    imports (Python 2 names mapped). ``location``: the member inside a container
+    (``archive/data.pkl``), ``""`` at top level.
     """
 
     module: str
@@ -24,54 +32,79 @@ class GlobalRef:
     reason: str
     allowed: bool = False
     location: str = ""
+    loads: str = ""
+    known: bool = False
 
     @property
     def call(self) -> str:
-        """The dotted name as it would be called: ``os.system``."""
+        """The dotted name as the pickle spells it: ``posix.system``."""
         return f"{self.module}.{self.name}"
 
     @property
     def verdict(self) -> str:
-        """``"dangerous"``, ``"safe"`` or ``"unknown"``."""
-        if self.dangerous:
-            return "dangerous"
-        return "safe" if self.allowed else "unknown"
+        return DANGEROUS if self.dangerous else SAFE
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A reason about a file, or about one member inside it (``location``)."""
+
+    reason: str
+    location: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}" if self.location else self.reason
 
 
 @dataclass
 class FileScan:
     """The scan of one file (or blob). A container's members are folded into it.
 
-    ``safe_by_construction``: a format that cannot carry code (safetensors, GGUF, ONNX, plain
-    numpy, text), or a container holding only such members. ``error``: what could not be
-    inspected (truncated, too large, unsupported compression...), ``None`` when all was read.
-    ``verified``: for a blob scanned from a registry, True when all its bytes were read and
-    matched its digest, False when only its header was read (a format judged from its header
-    alone, or a blob too large to inspect); ``None`` for local files.
+    ``hostile``: structures that make the file dangerous besides its globals (a call of a
+    call's result, a polyglot, a zip member listed twice...).
+    ``incomplete``: why the file was not fully inspected (empty when it was). ``pickle``: it
+    holds a pickle a loader would run. ``verified``: for a blob scanned from a registry, True
+    when all its bytes were read and matched its digest, False when only its header was read;
+    ``None`` for local files.
     """
 
     path: str
     format: str
-    safe_by_construction: bool = False
     globals: list[GlobalRef] = field(default_factory=list)
     dangerous: list[GlobalRef] = field(default_factory=list)
-    error: str | None = None
+    hostile: list[Finding] = field(default_factory=list)
+    incomplete: list[Finding] = field(default_factory=list)
+    pickle: bool = False
     verified: bool | None = None
 
     @property
-    def unknown(self) -> list[GlobalRef]:
-        return [g for g in self.globals if g.verdict == "unknown"]
+    def verdict(self) -> str:
+        if self.dangerous or self.hostile:
+            return DANGEROUS
+        return INCOMPLETE if self.incomplete else SAFE
+
+    @property
+    def error(self) -> str | None:
+        """Why the file was not fully inspected, in one line (``None`` when it was)."""
+        shown = [str(f) for f in self.incomplete[:5]] + ([f"and {len(self.incomplete) - 5} more"] if len(self.incomplete) > 5 else [])
+        return "; ".join(shown) or None
+
+    @property
+    def safe_by_construction(self) -> bool:
+        """Safe and holding no pickle at all (safetensors, GGUF, plain numpy, text...)."""
+        return self.verdict == SAFE and not self.pickle and not self.globals
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("globals", "dangerous"):
-            out[key] = [dict(asdict(g), call=g.call, verdict=g.verdict) for g in getattr(self, key)]
+        out["globals"] = [dict(asdict(g), call=g.call, verdict=g.verdict) for g in self.globals]
+        out["dangerous"] = [dict(asdict(g), call=g.call, verdict=g.verdict) for g in self.dangerous]
+        out.update(verdict=self.verdict, error=self.error, safe_by_construction=self.safe_by_construction)
         return out
 
 
 @dataclass
 class ScanReport:
-    """The scan of a path (file or directory) or of several blobs.
+    """The scan of a path (file or directory) or of a remote model's blobs.
 
     ``subject``: what was scanned (the path, or ``reference@digest`` of a remote model).
     """
@@ -81,48 +114,53 @@ class ScanReport:
 
     @property
     def dangerous(self) -> bool:
-        """True when any file imports a dangerous global."""
-        return any(f.dangerous for f in self.files)
+        """True when any file is dangerous."""
+        return any(f.verdict == DANGEROUS for f in self.files)
 
     @property
     def errors(self) -> list[FileScan]:
-        """The files that could not be inspected entirely."""
-        return [f for f in self.files if f.error]
+        """The files that were not fully inspected (whatever else they hold)."""
+        return [f for f in self.files if f.incomplete]
+
+    @property
+    def verdict(self) -> str:
+        """``dangerous`` if any file is, else ``incomplete`` if any file is, else ``safe``."""
+        verdicts = {f.verdict for f in self.files}
+        return DANGEROUS if DANGEROUS in verdicts else INCOMPLETE if INCOMPLETE in verdicts else SAFE
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
+            "verdict": self.verdict,
             "dangerous": self.dangerous,
             "files": [f.to_dict() for f in self.files],
         }
 
 
-def _where(scan: FileScan, ref: GlobalRef) -> str:
-    return f"{scan.path}:{ref.location}" if ref.location else scan.path
+def _where(scan: FileScan, location: str) -> str:
+    return f"{scan.path}:{location}" if location else scan.path
 
 
 def format_report(report: ScanReport) -> str:
-    """Human-readable text: one line per finding (file and global), one per file with no
-    finding (``SAFE`` format that cannot carry code, or ``OK``: only allow-listed globals),
-    then a summary line."""
+    """Human-readable text: one line per finding, one per file without any, then a summary."""
     lines: list[str] = []
     for scan in report.files:
-        found = [ref for ref in scan.globals if ref.verdict != "safe"]
-        for ref in found:
-            lines.append(f"{_where(scan, ref)}: {ref.verdict.upper()} {ref.call} ({ref.reason})")
-        if scan.error:
-            lines.append(f"{scan.path}: ERROR {scan.error}")
-        elif scan.safe_by_construction:
-            lines.append(f"{scan.path}: SAFE {scan.format} (cannot carry code)")
-        elif not found:
-            lines.append(f"{scan.path}: OK {scan.format} ({len(scan.globals)} global(s), all allow-listed)")
-    n_danger = sum(len(f.dangerous) for f in report.files)
-    n_unknown = sum(len(f.unknown) for f in report.files)
-    n_safe = sum(1 for f in report.files if f.safe_by_construction)
+        for ref in scan.dangerous:
+            lines.append(f"{_where(scan, ref.location)}: DANGEROUS {ref.call} ({ref.reason})")
+        for item in scan.hostile:
+            lines.append(f"{_where(scan, item.location)}: DANGEROUS {item.reason}")
+        for item in scan.incomplete:
+            lines.append(f"{_where(scan, item.location)}: NOT FULLY INSPECTED {item.reason}")
+        if scan.verdict == SAFE:
+            if scan.safe_by_construction:
+                lines.append(f"{scan.path}: SAFE {scan.format} (cannot carry code)")
+            else:
+                lines.append(f"{scan.path}: OK {scan.format} ({len(scan.globals)} global(s), all allowed)")
+    counts = {v: sum(1 for f in report.files if f.verdict == v) for v in (DANGEROUS, INCOMPLETE, SAFE)}
     summary = (
-        f"{len(report.files)} file(s) scanned: {n_danger} dangerous global(s), "
-        f"{n_unknown} unknown, {len(report.errors)} file(s) not fully inspected, "
-        f"{n_safe} safe by construction"
+        f"{len(report.files)} file(s) scanned: {counts[DANGEROUS]} dangerous, "
+        f"{counts[INCOMPLETE]} not fully inspected, {counts[SAFE]} safe"
     )
-    lines.append(("DANGEROUS: " if report.dangerous else "") + summary)
+    prefix = {DANGEROUS: "DANGEROUS: ", INCOMPLETE: "NOT FULLY INSPECTED: ", SAFE: ""}[report.verdict]
+    lines.append(prefix + summary)
     return "\n".join(lines)

@@ -1,17 +1,23 @@
-"""Scan files, directories and blobs for model formats that can run code when loaded.
+"""Scan files, directories and blobs for what loading them could execute.
 
-Formats are told by their content (magic bytes), the name only breaking ties. Nothing is ever
-unpickled or imported: pickles are walked opcode by opcode (:mod:`._pickle`), containers (zip,
-tar) and compressed streams are opened with the standard library under size caps, and every
-failure to read becomes an ``error`` on the file's :class:`FileScan`, never an exception.
+A file is judged by what a loader would do with it. Every file is first walked as a pickle
+from its first byte (``pickle.load``, legacy ``torch.load``, ``joblib.load`` and
+``numpy.load(allow_pickle=True)`` all start there, whatever the name); then its format is
+told from its content and scanned as such (zip and tar members, compressed streams, the
+pickle inside an object ``.npy``). A file whose first bytes are a valid header of another
+format *and* a pickle that imports anything is a polyglot: dangerous.
+
+Verdicts (:class:`~.report.FileScan`): ``dangerous`` (a global not on the allow-list, a gadget
+pattern, a hostile archive or a polyglot), ``incomplete`` (a file that may be unpickled and
+could not be scanned to the end: a limit, an unknown compression, an encrypted member, a
+broken stream, or a pickle-named file that is no valid pickle and no known format), else
+``safe``. Nothing is ever unpickled or imported; failures become findings, never exceptions.
 """
 
 from __future__ import annotations
 
 import ast
 import bz2
-import io
-import json
 import lzma
 import os
 import stat
@@ -19,202 +25,209 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any, Callable, Iterable
 
 from ..errors import UsageError
-from ._pickle import PickleWalkError, Walk, walk_pickles
-from .policy import classify
-from .report import FileScan, GlobalRef, ScanReport
+from ._numpy import npy_holds_objects
+from ._pickle import Region, Walk, walk_pickles
+from .limits import Budget, ScanLimitError, ScanLimits
+from .policy import AllowList, loaded_name
+from .regions import FileRegion, spool
+from .report import FileScan, Finding, GlobalRef, ScanReport
+from .zipcheck import check_zip
 
-MAX_READ_BYTES = 4 << 30  # bytes read from one file or member while walking it
-MAX_DECOMPRESSED = 1 << 30  # decompressed bytes kept from one compressed stream
-MAX_MEMBER_BYTES = 1 << 30  # declared size above which a zip/tar member is not opened
-MAX_MEMBERS = 10_000  # members inspected per archive
-MAX_DEPTH = 4  # containers and compressed streams inside one another
-MAX_HEADER_BYTES = 100 << 20  # safetensors JSON header / npy header
-MAX_LINE = 64 << 20  # one text line of a protocol-0 pickle
-SKIP_READS_OVER = 8 << 20  # reads larger than this (pickle payloads) are stepped over, not read
-_CHUNK = 1 << 20
 HEAD_BYTES = 4096  # what formats are told by (and what header_length needs at least)
+_CHUNK = 1 << 20
+_SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors loader refuses larger headers
 
-_PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".sav", ".p", ".dat"}
-# Torch archive members that torch reads as raw bytes, never unpickles.
-_TORCH_RAW_DIRS = ("data/", ".data/")
-_LEGACY_TORCH_INTERLEAVED = {"storages", "tensors"}  # legacy tar: pickles between raw bytes
-_PICKLE_OPCODES = frozenset(b"(]})cINFSVLKJGUTXpghqjeaisdbtlo.0120\x80\x8c\x95")
-
-
-class _Skipped:
-    """Stands for ``n`` bytes stepped over: it has their length and nothing else.
-
-    Used as a bytes payload it is pushed like one; anything that needs its content (a
-    string decode, a module name) fails, and the walk reports that rather than guess.
-    """
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
+#: Names that pickle.load, torch.load, joblib.load or numpy.load would be used on.
+PICKLE_SUFFIXES = frozenset({
+    ".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".npy", ".npz", ".sav", ".p", ".dat",
+    ".pkl3", ".pck", ".pcl", ".mar", ".tar", ".data", ".model", ".dill",
+})
+_TORCH_STORAGE = "data/"  # members torch reads as raw bytes, never unpickles
+_POLYGLOT = "polyglot: a valid {fmt} that is also a pickle which imports {what} when pickle.load or torch.load reads it"
 
 
-class _Bounded:
-    """A seekable read-only view of ``size`` bytes that refuses to read past ``limit``."""
+@dataclass(frozen=True)
+class ScanOptions:
+    """What a scan allows beyond the built-in allow-list, and its limits."""
 
-    def __init__(self, raw: IO[bytes], size: int, limit: int = MAX_READ_BYTES, base: int = 0) -> None:
-        self.raw, self.size, self.limit, self.base, self.pos = raw, size, limit, base, 0
-        raw.seek(base)
+    allow: AllowList = field(default_factory=AllowList)
+    limits: ScanLimits = field(default_factory=ScanLimits)
 
-    def _check(self, end: int) -> None:
-        if end > self.limit:
-            raise PickleWalkError(f"more than {self.limit >> 20} MiB to read: stopped at the scan limit")
-
-    def read(self, n: int | None = -1) -> bytes:
-        n = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
-        if n > SKIP_READS_OVER and self.raw.seekable():
-            # A pickle's bulk payload (BINBYTES8 of a tensor or array): the walk needs its
-            # length, never its bytes, so step over it instead of holding GiBs in memory.
-            self.pos += n
-            self.raw.seek(self.base + self.pos)
-            return _Skipped(n)  # type: ignore[return-value]
-        self._check(self.pos + n)
-        data = self.raw.read(n) if n > 0 else b""
-        self.pos += len(data)
-        return data
-
-    def readline(self, n: int | None = -1) -> bytes:
-        n = MAX_LINE if n is None or n < 0 else min(n, MAX_LINE)
-        n = min(n, self.size - self.pos)
-        self._check(self.pos + n)
-        data = self.raw.readline(n) if n > 0 else b""
-        self.pos += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.size}[whence]
-        self.pos = max(0, min(base + offset, self.size))
-        self.raw.seek(self.base + self.pos)
-        return self.pos
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def head(self, n: int = HEAD_BYTES) -> bytes:
-        self.seek(0)
-        data = self.read(n)
-        self.seek(0)
-        return data
+    @classmethod
+    def make(cls, allow_globals: Iterable[str] = (), scan_limits: Iterable[str] = ()) -> "ScanOptions":
+        """Validate ``--allow-global`` and ``--scan-limit`` values (UsageError if wrong)."""
+        return cls(AllowList.with_extra(allow_globals), ScanLimits.parse(scan_limits))
 
 
-class _Scan:
+DEFAULT_OPTIONS = ScanOptions()
+
+
+def pickle_named(name: str, top_level: bool = True) -> bool:
+    """True for names a pickle loader is used on: a known suffix anywhere in the name
+    (``model.pth.tar``, ``x.pkl.gz``), or no suffix at all for a file (not an archive member:
+    torch archives hold ``version``, ``byteorder``... that torch reads as text)."""
+    parts = PurePosixPath(name).name.lower().split(".")
+    return (top_level and len(parts) == 1) or any(f".{p}" in PICKLE_SUFFIXES for p in parts[1:])
+
+
+class _Acc:
     """What one top-level file's scan accumulates, members and nested streams included."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, options: ScanOptions) -> None:
         self.path = path
+        self.options = options
+        self.budget = Budget(options.limits)
         self.refs: dict[tuple[str, str, str], GlobalRef] = {}
-        self.errors: list[str] = []
-        self.safe = True  # every leaf seen so far is safe by construction
+        self.hostile: list[Finding] = []
+        self.incomplete: list[Finding] = []
+        self.pickle = False
 
-    def error(self, location: str, message: str) -> None:
-        self.safe = False
-        self.errors.append(f"{location}: {message}" if location else message)
+    def note(self, bucket: list[Finding], location: str, message: str) -> None:
+        finding = Finding(message, location)
+        if finding not in bucket:
+            bucket.append(finding)
 
-    def add_refs(self, refs: list[tuple[str, str, str | None]], location: str) -> None:
-        for module, name, forced in refs:
-            key = (module, name, location)
-            if key in self.refs:
-                continue
-            if forced:
-                dangerous, allowed, reason = True, False, forced
+    def add_walk(self, walk: Walk, location: str) -> None:
+        for ref in walk.refs:
+            key = (ref.module, ref.name, location)
+            loads = ".".join(loaded_name(ref.module, ref.name, ref.proto))
+            if ref.danger:
+                judged = GlobalRef(ref.module, ref.name, True, ref.danger, False, location, loads, known=True)
+            elif ref.exempt:
+                judged = GlobalRef(ref.module, ref.name, False, ref.exempt, True, location, loads)
             else:
-                dangerous, allowed, reason = classify(module, name)
-            self.refs[key] = GlobalRef(module, name, dangerous, reason, allowed, location)
+                j = self.options.allow.judge(ref.module, ref.name, ref.proto)
+                judged = GlobalRef(ref.module, ref.name, j.dangerous, j.reason, j.allowed, location, loads, j.known)
+            known = self.refs.get(key)
+            if known is None or (judged.dangerous and not known.dangerous):
+                self.refs[key] = judged
+        for why in walk.hazards:
+            self.note(self.hostile, location, why)
 
     def result(self, fmt: str) -> FileScan:
         refs = list(self.refs.values())
-        errors = self.errors[:5] + ([f"and {len(self.errors) - 5} more"] if len(self.errors) > 5 else [])
         return FileScan(
-            path=self.path,
-            format=fmt,
-            safe_by_construction=self.safe and not refs,
-            globals=refs,
-            dangerous=[g for g in refs if g.dangerous],
-            error="; ".join(errors) or None,
+            path=self.path, format=fmt, globals=refs, dangerous=[g for g in refs if g.dangerous],
+            hostile=self.hostile, incomplete=self.incomplete, pickle=self.pickle,
         )
 
 
-# -- detection and dispatch -----------------------------------------------------------------
+# -- one piece of content -----------------------------------------------------------------------
 
 
-def _scan(acc: _Scan, src: _Bounded, name: str, location: str, depth: int) -> str:
-    """Scan ``src`` (named ``name``), record findings in ``acc``; return the format's name."""
-    if depth > MAX_DEPTH:
-        acc.error(location, f"nested more than {MAX_DEPTH} containers deep: not inspected")
-        return "nested"
-    head = src.head()
+def _describe(walk: Walk) -> str:
+    names = sorted({f"{r.module}.{r.name}" for r in walk.refs})
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") if names else "nothing"
+
+
+def _walk_content(acc: _Acc, region: FileRegion, start: int, location: str, first_only: bool = False) -> tuple[Walk, bool]:
+    """Walk the pickle(s) at ``start`` as pickle.load reads them and, if joblib's array wrapper
+    shows up, as joblib.load reads them too. Returns the walk and whether the content is a
+    malformed pickle by every reading (what ran before the error is recorded either way)."""
+    allow, budget = acc.options.allow, acc.budget
+    walk = walk_pickles(region, start, allow=allow, budget=budget, first_only=first_only)
+    acc.add_walk(walk, location)
+    if walk.limit:
+        acc.note(acc.incomplete, location, walk.error or "scan limit")
+    malformed = walk.error is not None and not walk.limit
+    if walk.wrapper_global:
+        jwalk = walk_pickles(region, start, allow=allow, budget=budget, joblib=True, first_only=True)
+        acc.add_walk(jwalk, location)
+        if jwalk.limit:
+            acc.note(acc.incomplete, location, f"as joblib reads it: {jwalk.error}")
+        malformed = malformed and (jwalk.error is not None and not jwalk.limit)
+        walk.wrappers = max(walk.wrappers, jwalk.wrappers)
+    return walk, malformed
+
+
+def _scan(acc: _Acc, region: FileRegion, name: str, location: str, depth: int) -> str:
+    """Scan ``region`` (content named ``name``) into ``acc``; return its format's name."""
+    acc.budget.check_time()
+    walk, malformed = _walk_content(acc, region, 0, location)
+    try:
+        fmt, recognised = _scan_format(acc, region, name, location, depth)
+    except ScanLimitError as exc:
+        acc.note(acc.incomplete, location, str(exc))
+        fmt, recognised = "unknown", False
+    is_pickle = walk.imports or walk.pickles > 0
+    if recognised and walk.imports:
+        acc.note(acc.hostile, location, _POLYGLOT.format(fmt=fmt, what=_describe(walk)))
+    if walk.imports and malformed:
+        acc.note(acc.incomplete, location, f"malformed pickle, stopped at: {walk.error} (what came before is reported)")
+    elif malformed and not recognised and (
+        (pickle_named(name, top_level=False) and walk.error_at > 1)  # a pickle suffix, and it started like one
+        or (pickle_named(name, top_level=not location) and fmt == "unknown")  # or no suffix, and binary
+    ):
+        acc.note(acc.incomplete, location, f"named like a pickle but neither a valid pickle ({walk.error}) nor a format ocimodel knows")
+    if is_pickle and not recognised:
+        acc.pickle = True
+        modules = {r.module.split(".", 1)[0] for r in walk.refs}
+        if walk.wrapper_global or name.lower().endswith(".joblib"):
+            return "joblib"
+        return "pytorch-pickle" if "torch" in modules else "pickle"
+    return fmt
+
+
+def _scan_format(acc: _Acc, region: FileRegion, name: str, location: str, depth: int) -> tuple[str, bool]:
+    """Tell the format from the content and scan it as such: ``(format, recognised)``.
+    ``recognised`` is True for formats checked by their structure (not plain text)."""
+    head = region.pread(0, HEAD_BYTES)
     suffix = PurePosixPath(name).suffix.lower()
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return _scan_zip(acc, src, location, depth)
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return _scan_tar(acc, src, location, depth)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or _has_zip_end(region):
+        fmt = _scan_zip(acc, region, location, depth)
+        if fmt is not None:
+            return fmt, True
+    if _is_tar(head):
+        return _scan_tar(acc, region, location, depth), True
     kind = _compression(head)
-    if kind == "lz4":
-        acc.error(location, "lz4-compressed: cannot inspect with the standard library; treat as untrusted")
-        return "lz4"
+    if kind in ("lz4", "zstd"):
+        acc.pickle = True
+        acc.note(acc.incomplete, location, f"{kind}-compressed: ocimodel cannot decompress it (decompress it, then scan the content)")
+        return kind, True
     if kind:
-        inner = _inflate(acc, src, kind, location)
+        inner = _scan_compressed(acc, region, kind, name, location, depth)
         if inner is not None:
-            return f"{kind}+" + _scan(acc, _Bounded(io.BytesIO(inner), len(inner)), name, location, depth + 1)
-    if head[:4] == b"GGUF":
-        return "gguf"
+            return f"{kind}+{inner}", True
     if head[:6] == b"\x93NUMPY":
-        return _scan_npy(acc, src, location)
-    if _is_safetensors(head):
-        return _scan_safetensors(acc, src, location)
-    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
-        return _scan_pickle(acc, src, name, location)
+        return _scan_npy(acc, region, location), True
+    if _is_safetensors(head, region.size):
+        return "safetensors", True
+    if head[:4] == b"GGUF" and len(head) >= 8 and struct.unpack("<I", head[4:8])[0] in (1, 2, 3):
+        return "gguf", True
     if head[:8] == b"\x89HDF\r\n\x1a\n":
-        acc.safe = False  # Keras HDF5 may hold marshalled Lambda-layer code; not inspected
-        return "hdf5"
-    if suffix == ".onnx":
-        if not _looks_like_protobuf(head):
-            acc.error(location, "named .onnx but not a protobuf message")
-        return "onnx"
-    if head[:1] and head[0] in _PICKLE_OPCODES:  # protocol 0/1: try the walk, keep it if it ends
-        walk = walk_pickles(src)
-        if walk.error is None or suffix in _PICKLE_SUFFIXES:
-            return _record_walk(acc, walk, name, location)
-        src.seek(0)
+        return "hdf5", True
+    if suffix == ".onnx" and _looks_like_protobuf(head):
+        return "onnx", True
     if head and _is_text(head):
-        return "json" if suffix == ".json" else "text"
-    if suffix in _PICKLE_SUFFIXES:
-        return _scan_pickle(acc, src, name, location)
-    acc.safe = False
-    return "unknown"
+        return ("json", True) if suffix == ".json" and head.lstrip()[:1] in (b"{", b"[") else ("text", False)
+    return ("unknown" if head else "empty"), False
 
 
-def _scan_pickle(acc: _Scan, src: _Bounded, name: str, location: str) -> str:
-    return _record_walk(acc, walk_pickles(src), name, location)
+# -- format tests -------------------------------------------------------------------------------
 
 
-def _record_walk(acc: _Scan, walk: Walk, name: str, location: str) -> str:
-    acc.safe = False
-    acc.add_refs(walk.refs, location)
-    if walk.error:
-        acc.error(location, walk.error)
-    elif walk.trailing and PurePosixPath(name).name in _LEGACY_TORCH_INTERLEAVED:
-        acc.error(location, f"legacy torch {name}: {walk.trailing} bytes after the first records not inspected")
-    modules = {m.split(".", 1)[0] for m, _, _ in walk.refs}
-    if "joblib" in modules or name.endswith(".joblib"):
-        return "joblib"
-    return "pytorch-pickle" if "torch" in modules else "pickle"
+def _has_zip_end(region: FileRegion) -> bool:
+    if region.size < 22:
+        return False
+    tail = region.pread(max(0, region.size - (1 << 16) - 22), (1 << 16) + 22)
+    return b"PK\x05\x06" in tail
+
+
+def _is_tar(head: bytes) -> bool:
+    """A first block tarfile accepts (valid checksum), magic or not (torch's legacy loader
+    tries tarfile first, and v7 tar has no magic)."""
+    if len(head) < 512 or not head[:512].strip(b"\0"):
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _compression(head: bytes) -> str | None:
@@ -222,95 +235,26 @@ def _compression(head: bytes) -> str | None:
         return "gzip"
     if head[:3] == b"BZh":
         return "bz2"
-    if head[:6] == b"\xfd7zXZ\x00" or head[:3] == b"\x5d\x00\x00":
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if head[:2] == b"\x5d\x00":
         return "lzma"
     if head[:4] == b"\x04\x22\x4d\x18":
         return "lz4"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    if head[:2] == b"ZF":
+        return "joblib-zfile"
     if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
         return "zlib"
     return None
 
 
-def _inflate(acc: _Scan, src: _Bounded, kind: str, location: str) -> bytes | None:
-    """Decompress ``src`` under :data:`MAX_DECOMPRESSED`; ``None`` if it is not that format."""
-    src.seek(0)
-    out = bytearray()
-    try:
-        if kind in ("gzip", "zlib"):
-            z = zlib.decompressobj(31 if kind == "gzip" else 15)
-            while not z.eof and len(out) <= MAX_DECOMPRESSED:
-                chunk = z.unconsumed_tail or src.read(_CHUNK)
-                if not chunk:
-                    break
-                out += z.decompress(chunk, MAX_DECOMPRESSED + 1 - len(out))
-            complete = z.eof
-        else:
-            d = bz2.BZ2Decompressor() if kind == "bz2" else lzma.LZMADecompressor()
-            while not d.eof and len(out) <= MAX_DECOMPRESSED:
-                chunk = src.read(_CHUNK) if d.needs_input else b""
-                if d.needs_input and not chunk:
-                    break
-                out += d.decompress(chunk, MAX_DECOMPRESSED + 1 - len(out))
-            complete = d.eof
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, PickleWalkError) as exc:
-        if not out:
-            return None  # magic bytes by chance: not that format after all
-        acc.error(location, f"{kind} stream broken after {len(out)} bytes: {exc}")
-        return bytes(out)
-    if len(out) > MAX_DECOMPRESSED:
-        acc.error(location, f"{kind} stream decompresses past {MAX_DECOMPRESSED >> 20} MiB: rest not inspected")
-        del out[MAX_DECOMPRESSED:]
-    elif not complete:
-        if not out:
-            return None
-        acc.error(location, f"{kind} stream truncated after {len(out)} bytes")
-    return bytes(out)
-
-
-def _is_safetensors(head: bytes) -> bool:
+def _is_safetensors(head: bytes, size: int) -> bool:
     if len(head) < 9:
         return False
-    (size,) = struct.unpack("<Q", head[:8])
-    return 2 <= size <= MAX_HEADER_BYTES and head[8:9] == b"{"
-
-
-def _scan_safetensors(acc: _Scan, src: _Bounded, location: str) -> str:
-    (size,) = struct.unpack("<Q", src.read(8))
-    try:
-        header = json.loads(src.read(size))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (ValueError, RecursionError) as exc:
-        acc.error(location, f"invalid safetensors header: {exc}")
-    return "safetensors"
-
-
-def _scan_npy(acc: _Scan, src: _Bounded, location: str) -> str:
-    head = src.read(12)
-    major = head[6] if len(head) > 6 else 0
-    start, fmt = (10, "<H") if major == 1 else (12, "<I")
-    try:
-        (length,) = struct.unpack(fmt, head[8:start])
-        if length > MAX_HEADER_BYTES:
-            raise ValueError("header too large")
-        src.seek(start)
-        header = ast.literal_eval(src.read(length).decode("utf-8" if major >= 3 else "latin-1"))
-        descr = header["descr"]
-    except Exception as exc:  # literal_eval raises many kinds; it never executes code
-        acc.error(location, f"invalid npy header: {exc}")
-        return "npy"
-    if not _has_object(descr):
-        return "npy"
-    _record_walk(acc, walk_pickles(src), "", location)  # object arrays are stored as a pickle
-    return "npy+pickle"
-
-
-def _has_object(descr: object) -> bool:
-    if isinstance(descr, str):
-        return descr.lstrip("<>|=").startswith("O")
-    if isinstance(descr, (list, tuple)):
-        return any(_has_object(part) for part in descr)
-    return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n <= min(_SAFETENSORS_MAX_HEADER, size - 8) and head[8:9] == b"{"
 
 
 def _looks_like_protobuf(head: bytes) -> bool:
@@ -333,142 +277,326 @@ def _is_text(head: bytes) -> bool:
     return False
 
 
-# -- containers -----------------------------------------------------------------------------
+# -- numpy ----------------------------------------------------------------------------------
+
+
+def _npy_header(region: Region, limit: int) -> tuple[int, Any]:
+    """``(data offset, descr)`` of an .npy file; ValueError if numpy could not read it either."""
+    head = region.pread(0, 12)
+    major = head[6] if len(head) > 6 else 0
+    if major not in (1, 2, 3):
+        raise ValueError(f"npy format version {major}")
+    start, fmt = (10, "<H") if major == 1 else (12, "<I")
+    (length,) = struct.unpack(fmt, head[8:start])
+    if length > limit:
+        raise ScanLimitError(f"npy header of {length} bytes: over the scan limit 'header'")
+    text = region.pread(start, length).decode("utf-8" if major >= 3 else "latin-1")
+    header = ast.literal_eval(text)
+    if not isinstance(header, dict) or "descr" not in header:
+        raise ValueError("npy header is not a dict with 'descr'")
+    return start + length, header["descr"]
+
+
+def _scan_npy(acc: _Acc, region: FileRegion, location: str) -> str:
+    try:
+        offset, descr = _npy_header(region, acc.options.limits.header)
+    except ScanLimitError as exc:
+        acc.note(acc.incomplete, location, str(exc))
+        return "npy"
+    except Exception as exc:  # literal_eval raises many kinds; it never executes code
+        acc.pickle = True
+        acc.note(acc.incomplete, location, f"npy header ocimodel cannot read ({type(exc).__name__}): numpy may still load it")
+        return "npy"
+    objects = npy_holds_objects(descr)
+    if objects is False:
+        return "npy"
+    acc.pickle = True  # numpy.load(allow_pickle=True) unpickles the rest of the file
+    walk, malformed = _walk_content(acc, region, offset, location, first_only=True)
+    if malformed:
+        why = "of a dtype ocimodel does not know" if objects is None else "holding Python objects"
+        acc.note(acc.incomplete, location, f"npy {why} whose data is not a valid pickle ({walk.error})")
+    return "npy+pickle"
+
+
+# -- compressed streams -------------------------------------------------------------------------
+
+
+def _decompressor(kind: str) -> Any:
+    if kind in ("gzip", "zlib", "joblib-zfile"):
+        return zlib.decompressobj(31 if kind == "gzip" else 15)
+    return bz2.BZ2Decompressor() if kind == "bz2" else lzma.LZMADecompressor()
+
+
+def _zfile_start(region: FileRegion) -> int:
+    """joblib < 0.10 'ZF' files: the prefix and a hex length field before the zlib stream."""
+    head = region.pread(0, 64)
+    i = head.find(b"x", 2)
+    return i if 2 < i <= 2 + 19 else 2 + 19
+
+
+def _scan_compressed(acc: _Acc, region: FileRegion, kind: str, name: str, location: str, depth: int) -> str | None:
+    """Decompress into a spool file (under the 'decompressed' limit) and scan the content as
+    the loader would see it. ``None`` when it is not that format after all."""
+    if depth >= acc.options.limits.depth:
+        acc.note(acc.incomplete, location, f"{kind} stream nested more than {acc.options.limits.depth} deep (scan limit 'depth')")
+        return "nested"
+    problems: list[str] = []
+
+    def fill(out: IO[bytes]) -> None:
+        pos = _zfile_start(region) if kind == "joblib-zfile" else 0
+        d = _decompressor(kind)
+        streaming = hasattr(d, "unconsumed_tail")  # zlib; bz2 and lzma buffer internally
+        while True:
+            acc.budget.check_time()
+            if streaming and d.unconsumed_tail:
+                chunk = d.unconsumed_tail
+            elif streaming or d.needs_input:
+                chunk = region.pread(pos, _CHUNK)
+                pos += len(chunk)
+                if not chunk:
+                    break
+            else:
+                chunk = b""
+            try:
+                data = d.decompress(chunk, _CHUNK)
+            except (zlib.error, OSError, EOFError, lzma.LZMAError) as exc:
+                problems.append(f"{kind} stream broken after {out.tell()} bytes: {exc}" if out.tell() else "not-that-format")
+                return
+            acc.budget.take_decompressed(len(data))
+            out.write(data)
+            if d.eof:
+                pos -= len(d.unused_data)
+                if _compression(region.pread(pos, 16)) not in (kind, "zlib" if kind == "joblib-zfile" else kind):
+                    return  # what follows is not another stream: loaders stop here too
+                d = _decompressor(kind)
+        if not d.eof:
+            problems.append(f"{kind} stream truncated after {out.tell()} bytes" if out.tell() else "not-that-format")
+
+    try:
+        out, inner = spool(fill)
+    except ScanLimitError as exc:
+        acc.pickle = True
+        acc.note(acc.incomplete, location, f"{kind}: {exc}")
+        return "nested"
+    with out:
+        if problems == ["not-that-format"]:
+            return None
+        for problem in problems:
+            acc.pickle = True
+            acc.note(acc.incomplete, location, problem)
+        return _scan(acc, inner, name, location, depth + 1)
+
+
+# -- archives -----------------------------------------------------------------------------------
 
 
 def _member_location(location: str, member: str) -> str:
     return f"{location}/{member}" if location else member
 
 
-def _scan_zip(acc: _Scan, src: _Bounded, location: str, depth: int) -> str:
+def _scan_zip(acc: _Acc, region: FileRegion, location: str, depth: int) -> str | None:
     try:
-        archive = zipfile.ZipFile(src)  # type: ignore[arg-type]
-        infos = [i for i in archive.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, PickleWalkError) as exc:
-        acc.error(location, f"unreadable zip: {exc}")
+        archive = zipfile.ZipFile(region.file())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        if region.pread(0, 4) in (b"PK\x03\x04", b"PK\x05\x06"):
+            acc.note(acc.incomplete, location, f"unreadable zip: {exc}")
+            return "zip"
+        return None  # an end-of-archive signature by chance
+    if depth >= acc.options.limits.depth:
+        acc.note(acc.incomplete, location, f"zip nested more than {acc.options.limits.depth} deep (scan limit 'depth')")
         return "zip"
-    names = [i.filename for i in infos]
-    torch = any(PurePosixPath(n).name == "data.pkl" for n in names)
-    fmt = "zip"
-    if torch:
-        fmt = "torchscript-zip" if any("/code/" in n for n in names) else "pytorch-zip"
-    if len(infos) > MAX_MEMBERS:
-        acc.error(location, f"{len(infos)} members: only the first {MAX_MEMBERS} inspected")
-    for info in infos[:MAX_MEMBERS]:
-        inner = info.filename.split("/", 1)[-1] if "/" in info.filename else info.filename
-        if torch and inner.startswith(_TORCH_RAW_DIRS) and not inner.endswith(".pkl"):
-            continue  # raw tensor storage: read as bytes, never unpickled
-        where = _member_location(location, info.filename)
-        if info.file_size > MAX_MEMBER_BYTES:
-            acc.error(where, f"{info.file_size} bytes uncompressed: too large to inspect")
-            continue
-        try:
-            with archive.open(info) as member:
-                _scan(acc, _Bounded(member, info.file_size, MAX_MEMBER_BYTES), info.filename, where, depth + 1)
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error) as exc:
-            acc.error(where, f"unreadable zip member: {exc}")
+    with archive:
+        layout = check_zip(region, archive, acc.options.limits.members)
+        for why in layout.hostile:
+            acc.note(acc.hostile, location, why)
+        for where, why in layout.incomplete:
+            acc.note(acc.incomplete, _member_location(location, where) if where else location, why)
+        names = [m.info.filename for m in layout.members]
+        torch = any(PurePosixPath(n).name == "data.pkl" for n in names)
+        fmt = "zip"
+        if torch:
+            fmt = "pytorch-zip"
+            if any("/code/" in f"/{n}" for n in names):
+                fmt = "torchscript-zip"
+                acc.note(acc.incomplete, location, "TorchScript code (code/): torch.jit.load and torch.load run it; ocimodel does not inspect TorchScript")
+        for member in layout.members:
+            info = member.info
+            if info.is_dir() or not member.readable:
+                continue
+            inner = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
+            if torch and inner.startswith(_TORCH_STORAGE) and "/" not in inner[len(_TORCH_STORAGE):] and not inner.endswith(".pkl"):
+                continue  # raw tensor storage: torch reads it as bytes, never unpickles it
+            where = _member_location(location, info.filename)
+            try:
+                _scan_member(acc, region, archive, member, where, depth)
+            except ScanLimitError as exc:
+                acc.note(acc.incomplete, where, str(exc))
     return fmt
 
 
-def _scan_tar(acc: _Scan, src: _Bounded, location: str, depth: int) -> str:
+def _scan_member(acc: _Acc, region: FileRegion, archive: zipfile.ZipFile, member: Any, where: str, depth: int) -> None:
+    info = member.info
+    if info.compress_type == zipfile.ZIP_STORED:
+        part = region.part(member.data_start, info.compress_size)
+        crc, pos = 0, 0
+        while pos < part.size:
+            acc.budget.check_time()
+            chunk = part.pread(pos, _CHUNK)
+            crc, pos = zlib.crc32(chunk, crc), pos + len(chunk)
+        if crc != info.CRC:
+            acc.note(acc.hostile, where, "CRC-32 does not match its data (readers that check it refuse the member, others read it)")
+        _scan(acc, part, info.filename, where, depth + 1)
+        return
+
+    def fill(out: IO[bytes]) -> None:
+        with archive.open(info) as stream:
+            while chunk := stream.read(_CHUNK):
+                acc.budget.take_decompressed(len(chunk))
+                acc.budget.check_time()
+                out.write(chunk)
+
     try:
-        archive = tarfile.open(fileobj=src, mode="r:")  # type: ignore[call-overload]
-        members: list[tarfile.TarInfo] = []
-        for member in archive:
-            if len(members) >= MAX_MEMBERS:
-                acc.error(location, f"more than {MAX_MEMBERS} members: the rest not inspected")
-                break
-            members.append(member)
-    except (tarfile.TarError, OSError, PickleWalkError) as exc:
-        acc.error(location, f"unreadable tar: {exc}")
+        out, part = spool(fill)
+    except zipfile.BadZipFile as exc:
+        acc.note(acc.hostile if "CRC" in str(exc) else acc.incomplete, where, f"zip member unreadable: {exc}")
+        return
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, RuntimeError, NotImplementedError) as exc:
+        acc.note(acc.incomplete, where, f"zip member unreadable: {exc}")
+        return
+    with out:
+        _scan(acc, part, info.filename, where, depth + 1)
+
+
+def _scan_tar(acc: _Acc, region: FileRegion, location: str, depth: int) -> str:
+    if depth >= acc.options.limits.depth:
+        acc.note(acc.incomplete, location, f"tar nested more than {acc.options.limits.depth} deep (scan limit 'depth')")
         return "tar"
-    names = {PurePosixPath(m.name).name for m in members}
-    fmt = "pytorch-legacy-tar" if {"pickle", "storages"} <= names else "tar"
+    members: list[tarfile.TarInfo] = []
+    try:
+        with tarfile.open(fileobj=region.file(), mode="r:") as archive:  # type: ignore[call-overload]
+            for member in archive:
+                if len(members) >= acc.options.limits.members:
+                    acc.note(acc.incomplete, location, f"more than {acc.options.limits.members} members: the rest not inspected (scan limit 'members')")
+                    break
+                members.append(member)
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        acc.note(acc.incomplete, location, f"unreadable tar: {exc}")
+    names = [m.name for m in members]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        acc.note(acc.hostile, location, f"{dup}: stored twice in the tar (readers disagree on which copy they read)")
+    fmt = "pytorch-legacy-tar" if {"pickle", "storages"} <= {PurePosixPath(n).name for n in names} else "tar"
     for member in members:
-        if not member.isfile():
-            continue  # links and devices: never extracted, nothing to load
         where = _member_location(location, member.name)
-        if member.size > MAX_MEMBER_BYTES:
-            acc.error(where, f"{member.size} bytes: too large to inspect")
+        if member.issparse():  # type: ignore[attr-defined]
+            acc.note(acc.incomplete, where, "sparse tar member: not inspected")
             continue
+        if not member.isfile():
+            continue  # links and devices: nothing to load
         try:
-            fileobj = archive.extractfile(member)
-            if fileobj is not None:
-                _scan(acc, _Bounded(fileobj, member.size, MAX_MEMBER_BYTES), member.name, where, depth + 1)
-        except (tarfile.TarError, OSError) as exc:
-            acc.error(where, f"unreadable tar member: {exc}")
+            _scan(acc, region.part(member.offset_data, member.size), member.name, where, depth + 1)
+        except ScanLimitError as exc:
+            acc.note(acc.incomplete, where, str(exc))
     return fmt
 
 
-# -- public entry points --------------------------------------------------------------------
+# -- public entry points ------------------------------------------------------------------------
 
 
-def _scan_top(raw: IO[bytes], size: int, name: str, base: int = 0) -> FileScan:
-    acc = _Scan(name)
+def _scan_top(region: FileRegion, name: str, options: ScanOptions) -> FileScan:
+    acc = _Acc(name, options)
     try:
-        fmt = _scan(acc, _Bounded(raw, size, base=base), name, "", 0)
+        fmt = _scan(acc, region, name, "", 0)
+    except ScanLimitError as exc:
+        acc.note(acc.incomplete, "", str(exc))
+        fmt = "unknown"
     except Exception as exc:  # noqa: BLE001 - hostile input must never crash a scan
-        acc.error("", f"could not be inspected ({type(exc).__name__}: {exc})")
+        acc.note(acc.incomplete, "", f"could not be inspected ({type(exc).__name__}: {exc})")
         fmt = "unknown"
     return acc.result(fmt)
 
 
-def scan_stream(stream: IO[bytes], name: str) -> FileScan:
-    """Scan a binary stream (a pulled blob) named ``name``. Unseekable streams are read into
-    memory up to :data:`MAX_DECOMPRESSED` bytes."""
-    if not (hasattr(stream, "seekable") and stream.seekable()):
-        data = stream.read(MAX_DECOMPRESSED + 1)
-        scan = scan_bytes(data[:MAX_DECOMPRESSED], name)
-        if len(data) > MAX_DECOMPRESSED:
-            rest = "stream longer than the scan limit: rest not inspected"
-            scan.error = f"{scan.error}; {rest}" if scan.error else rest
-        return scan
-    start = stream.tell()
-    size = stream.seek(0, 2) - start
-    return _scan_top(stream, size, name, base=start)
+def scan_stream(stream: IO[bytes], name: str, options: ScanOptions = DEFAULT_OPTIONS) -> FileScan:
+    """Scan a binary stream (a pulled blob) named ``name`` from its current position.
+    Unseekable streams are spooled first (to a temp file past a few MiB)."""
+    if hasattr(stream, "seekable") and stream.seekable():
+        start = stream.tell()
+        size = stream.seek(0, 2) - start
+        return _scan_top(FileRegion(stream, start, size), name, options)
+    limit = options.limits.decompressed
+
+    def fill(out: IO[bytes]) -> None:
+        while chunk := stream.read(min(_CHUNK, limit + 1 - out.tell())):
+            out.write(chunk)
+            if out.tell() > limit:
+                return
+
+    out, region = spool(fill)
+    with out:
+        if region.size > limit:
+            scan = _scan_top(FileRegion(out, 0, limit), name, options)
+            scan.incomplete.append(Finding(f"stream longer than {limit >> 20} MiB: the rest not inspected (scan limit 'decompressed')"))
+            return scan
+        return _scan_top(region, name, options)
 
 
 def header_length(head: bytes, name: str) -> int | None:
-    """How many leading bytes a scan reads of content starting with ``head`` (at least the
-    first 4096 bytes, or all of it if shorter) when its format is judged from a header alone:
-    safetensors, GGUF, numpy, ONNX. ``None`` when the whole content may be needed (pickles,
-    containers, compressed streams, text...).
+    """How many leading bytes of content starting with ``head`` (at least its first 4096
+    bytes, or all of it if shorter) decide its scan, for formats judged from a header:
+    safetensors, GGUF, plain numpy, ONNX. ``None`` when the whole content may be needed
+    (pickles, containers, compressed streams, object arrays, a header that is also the start
+    of a pickle, text...).
 
-    When :func:`scan_bytes` of just that prefix comes back safe by construction and without
-    error, it is the scan of the whole content: a 10 GiB safetensors blob needs its header only.
+    When :func:`scan_bytes` of that prefix is safe, it is the scan of the whole content:
+    a 10 GiB safetensors blob needs its header only.
     """
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or head[257:262] == b"ustar" or _compression(head):
+    region = _BytesRegion(head)
+    walk = walk_pickles(region, 0, allow=DEFAULT_OPTIONS.allow, budget=Budget(DEFAULT_OPTIONS.limits), first_only=True)
+    if walk.imports or walk.error is None or walk.limit or "truncated" in walk.error or "exhausted" in walk.error:
+        return None  # a pickle, or one that may go on past the header
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or _is_tar(head) or _compression(head):
         return None
     if head[:4] == b"GGUF":
-        return 4
+        return len(head)
     if head[:6] == b"\x93NUMPY" and len(head) >= 12:
-        start, fmt = (10, "<H") if head[6] == 1 else (12, "<I")
-        (length,) = struct.unpack(fmt, head[8:start])
-        return start + length if length <= MAX_HEADER_BYTES else None
-    if _is_safetensors(head):
-        return 8 + struct.unpack("<Q", head[:8])[0]
+        try:
+            offset, descr = _npy_header(region, len(head))
+        except Exception:  # noqa: BLE001 - undecided: read it all
+            return None
+        return offset if npy_holds_objects(descr) is False else None
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= _SAFETENSORS_MAX_HEADER:
+        return max(len(head), 8 + struct.unpack("<Q", head[:8])[0])
     if PurePosixPath(name).suffix.lower() == ".onnx" and _looks_like_protobuf(head):
         return len(head)
     return None
 
 
-def scan_bytes(data: bytes, name: str = "<bytes>") -> FileScan:
-    """Scan in-memory content named ``name`` (the name only breaks ties between formats)."""
-    return _scan_top(io.BytesIO(data), len(data), name)
+class _BytesRegion:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.size = data, len(data)
+
+    def pread(self, offset: int, n: int) -> bytes:
+        return self.data[offset : offset + n] if offset >= 0 else b""
 
 
-def scan_file(path: Path, relpath: str | None = None) -> FileScan:
+def scan_bytes(data: bytes, name: str = "<bytes>", options: ScanOptions = DEFAULT_OPTIONS) -> FileScan:
+    """Scan in-memory content named ``name`` (the name decides only whether it is pickle-named)."""
+    import io
+
+    return _scan_top(FileRegion(io.BytesIO(data), 0, len(data)), name, options)
+
+
+def scan_file(path: Path, relpath: str | None = None, options: ScanOptions = DEFAULT_OPTIONS) -> FileScan:
     """Scan one file, reported under ``relpath`` (default: its name). Never raises."""
     path = Path(path)
     rel = relpath if relpath is not None else path.name
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
-            return FileScan(rel, "special", error="not a regular file: skipped")
+            return FileScan(rel, "special", incomplete=[Finding("not a regular file: not inspected")])
         with open(path, "rb") as f:
-            return _scan_top(f, info.st_size, rel)
+            return _scan_top(FileRegion(f, 0, info.st_size), rel, options)
     except OSError as exc:
-        return FileScan(rel, "unknown", error=f"cannot read: {exc.strerror or exc}")
+        return FileScan(rel, "unknown", incomplete=[Finding(f"cannot read: {exc.strerror or exc}")])
 
 
 def _outside(path: Path, root: Path) -> bool:
@@ -478,14 +606,14 @@ def _outside(path: Path, root: Path) -> bool:
         return True
 
 
-def scan_path(path: Path) -> ScanReport:
+def scan_path(path: Path, options: ScanOptions = DEFAULT_OPTIONS, on_file: Callable[[str], None] | None = None) -> ScanReport:
     """Scan a file, or every file under a directory (``.git`` skipped, symlinks leading out of
     the directory not followed). Raises :class:`UsageError` if ``path`` does not exist."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise UsageError(f"scanning {path}: no such file or directory")
     if not path.is_dir():
-        return ScanReport([scan_file(path, path.name)])
+        return ScanReport([scan_file(path, path.name, options)])
     root = path.resolve()
     files: list[FileScan] = []
     for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
@@ -495,8 +623,14 @@ def scan_path(path: Path) -> ScanReport:
             full = here / entry
             rel = full.relative_to(path).as_posix()
             if full.is_symlink() and _outside(full, root):
-                files.append(FileScan(rel, "symlink", error="symlink leading outside the directory: not followed"))
+                files.append(FileScan(rel, "symlink", incomplete=[Finding("symlink leading outside the directory: not followed")]))
             elif entry in filenames:
-                files.append(scan_file(full, rel))
+                if on_file is not None:
+                    on_file(rel)
+                files.append(scan_file(full, rel, options))
     files.sort(key=lambda f: f.path)
     return ScanReport(files)
+
+
+__all__ = ["HEAD_BYTES", "PICKLE_SUFFIXES", "ScanOptions", "header_length", "pickle_named",
+           "scan_bytes", "scan_file", "scan_path", "scan_stream"]
