@@ -597,7 +597,15 @@ def rollback(
     json_out: JsonOut = False,
     policy: Any = None,
 ) -> None:
-    """Move STAGE back to an earlier digest of its history, recorded as a rollback."""
+    """Move STAGE back to an earlier digest of its history, recorded as a rollback.
+
+    With verification policy options, the target must have been reached by a promotion
+    record signed under the policy, and the model must be signed under it.
+    """
+    if policy is None:
+        typer.echo(f"warning: no policy given, so rollback trusts the unsigned promotion history of {stage}, which "
+                   "anyone who can push to the registry can forge; give --key or --certificate-identity(-regexp) "
+                   "and --certificate-oidc-issuer(-regexp) to move only to a digest a signed record reached", err=True)
     result = _run(connection, json_out,
                   lambda c: c.rollback(repository, stage, to=to, steps=steps, reason=reason or None, actor=actor,
                                        policy=policy, sign_record=signing))
@@ -605,28 +613,49 @@ def rollback(
         _print_promotion(result)
 
 
+def _signature_mark(verified: bool | None, signed_by: str | None, problem: str | None, signed: bool | None = None) -> str:
+    """How a promotion record's signature shows in text output."""
+    if verified is None:
+        return "unverified" if signed is None else ("signed, unverified" if signed else "unsigned, unverified")
+    if verified:
+        return f"verified: {signed_by}"
+    return f"NOT verified: {problem}" if problem else "NOT verified"
+
+
 @app.command("stages")
 @handle_errors
 @connection_options
+@policy_options
 def stages_command(
     repository: Repository,
     connection: Any = None,
     json_out: JsonOut = False,
+    policy: Any = None,
 ) -> None:
-    """List each stage: the digest it holds, its version tags, and its last promotion."""
+    """List each stage: the digest it holds, its version tags, and its last promotion.
+
+    With verification policy options, each stage's newest record is verified (exit 5 if one is not).
+    """
+    from .errors import ExitCode
+
     with connection.client() as client:
-        found = client.stages(repository)
+        found = client.stages(repository, policy=policy)
     if json_out:
         _print_json([s.to_dict() for s in found])
-        return
-    if not found:
-        typer.echo(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')", err=True)
-    for info in found:
-        tags = ",".join(t for t in info.tags if t != info.stage) or "-"
-        who = info.promoted_by.name if info.promoted_by else "?"
-        typer.echo(f"{info.stage:<12} {info.digest or 'unset'}  tags={tags}  {info.promoted_at or '?'} by {who}: {info.reason or ''}".rstrip())
-        if info.finding:
-            typer.echo(f"  ! {info.finding}")
+    else:
+        if not found:
+            typer.echo(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')", err=True)
+        for info in found:
+            tags = ",".join(t for t in info.tags if t != info.stage) or "-"
+            who = info.promoted_by.name if info.promoted_by else "?"
+            mark = _signature_mark(info.signature_verified, info.signed_by, None)
+            typer.echo(f"{info.stage:<12} {info.digest or 'unset'}  tags={tags}  {info.promoted_at or '?'} by {who} "
+                       f"[{mark}]: {info.reason or ''}".rstrip())
+            for problem in (info.finding, info.signature_finding):
+                if problem:
+                    typer.echo(f"  ! {problem}")
+    if policy is not None and not all(info.signature_verified for info in found):
+        raise typer.Exit(ExitCode.VERIFICATION)
 
 
 @app.command()
@@ -642,7 +671,8 @@ def history(
 ) -> None:
     """Show STAGE's promotion chain, newest first; exit 6 if the chain has problems.
 
-    With verification policy options, signed records are verified too.
+    With verification policy options, every record must be signed under the policy: exit 5
+    names each one that is not, and signed records the chain leaves out.
     """
     from .errors import ExitCode
 
@@ -654,10 +684,10 @@ def history(
         for finding in report.findings:
             typer.echo(f"! {finding.message}")
         for e in report.entries:
-            signed = "signed" if e.signed else "unsigned"
-            if e.signature_verified is not None:
-                signed += ", verified" if e.signature_verified else ", NOT verified"
-            typer.echo(f"{e.time}  {e.actor.name}  {e.from_digest or 'nothing'} -> {e.to_digest}  [{signed}]  {e.reason}".rstrip())
+            mark = _signature_mark(e.signature_verified, e.signed_by, e.signature_problem, e.signed)
+            typer.echo(f"{e.time}  {e.actor.name}  {e.from_digest or 'nothing'} -> {e.to_digest}  [{mark}]  {e.reason}".rstrip())
+    if report.signature_findings:
+        raise typer.Exit(ExitCode.VERIFICATION)
     if not report.ok:
         raise typer.Exit(ExitCode.INTEGRITY)
 
