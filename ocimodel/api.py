@@ -404,6 +404,8 @@ class Client:
         """
         if layout not in installed.LAYOUTS:
             raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(installed.LAYOUTS)}")
+        if policy is not None:
+            policy.validate()  # an unusable policy is a usage error before any request
         emit = events or (lambda step, fields: None)
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         dest = Path(dest)

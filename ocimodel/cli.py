@@ -13,7 +13,7 @@ import inspect as pyinspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, Callable, List, Optional, TypeVar, cast
 
 import typer
 from typing_extensions import Annotated
@@ -52,21 +52,22 @@ def _policy_option(flag: str, help: str, type_: Any = Optional[str]) -> Any:
     return Annotated[type_, typer.Option(flag, envvar=_env(flag.lstrip("-")), help=help, rich_help_panel="Verification policy")]
 
 
-#: The verification policy options of verify, verify-blob and pull (and later promote):
-#: parameter name -> (annotation, default). ``policy_options`` adds them to a command.
+#: The verification policy options of verify, verify-blob, pull, promote, rollback, history and
+#: stages: parameter name -> (annotation, default). ``policy_options`` adds them to a command.
+#: Paths stay strings here so that an empty value is seen as empty (a Path of "" is ".").
 POLICY_OPTIONS: dict[str, tuple[Any, Any]] = {
     "certificate_identity": (_policy_option("--certificate-identity", "Exact signer identity (email or URI) required."), None),
-    "certificate_identity_regexp": (_policy_option("--certificate-identity-regexp", "Regexp the whole signer identity must match."), None),
+    "certificate_identity_regexp": (_policy_option("--certificate-identity-regexp", "Regexp the whole signer identity must match (pin the workflow path and ref)."), None),
     "certificate_oidc_issuer": (_policy_option("--certificate-oidc-issuer", "Exact OIDC issuer required."), None),
     "certificate_oidc_issuer_regexp": (_policy_option("--certificate-oidc-issuer-regexp", "Regexp the whole OIDC issuer must match."), None),
     "certificate_github_workflow_repository": (
         _policy_option("--certificate-github-workflow-repository", "GitHub repository (owner/name) whose workflow must have signed."),
         None,
     ),
-    "keys": (_policy_option("--key", "Public key (PEM) that may have signed; repeatable.", Optional[List[Path]]), None),
-    "trusted_root": (_policy_option("--trusted-root", "Pinned Sigstore trusted root JSON (offline verification).", Optional[Path]), None),
+    "keys": (_policy_option("--key", "Public key (PEM) that may have signed; repeatable.", Optional[List[str]]), None),
+    "trusted_root": (_policy_option("--trusted-root", "Pinned Sigstore trusted root JSON (offline verification).", Optional[str]), None),
     "staging": (_policy_option("--staging", "Trust the public Sigstore staging root.", bool), False),
-    "policy_file": (_policy_option("--policy", "Policy file (JSON or YAML) with the same fields; flags override it.", Optional[Path]), None),
+    "policy_file": (_policy_option("--policy", "Policy file (JSON or YAML) with the same fields; flags override it.", Optional[str]), None),
 }
 
 
@@ -91,19 +92,58 @@ def _inject_options(fn: F, options: dict[str, tuple[Any, Any]], into: str, build
 
 
 def _build_policy(values: dict[str, Any]) -> Any:
-    from .signing.policy import VerificationPolicy
+    """The validated policy from the options, or None when no policy source is given at all.
 
+    A source that is given but yields no usable rule (``--policy`` with ``{}``, an empty
+    ``OCIMODEL_KEY``...) is a UsageError, never "no policy".
+    """
+    from .errors import UsageError
+    from .signing.policy import VerificationPolicy, blank_policy_variables
+
+    blank = blank_policy_variables()
+    if blank:
+        raise UsageError(
+            f"{blank[0]} is set but empty: an empty policy variable would turn verification off; "
+            "unset it or give it a value"
+        )
+    if all(value in (None, False) for value in values.values()):
+        return None
     policy_file, keys = values.pop("policy_file"), values.pop("keys") or ()
     policy = VerificationPolicy.from_options(policy_file=policy_file, keys=keys, **values)
-    return policy if policy.requires_verification else None
+    try:
+        policy.validate()
+    except UsageError as exc:
+        if policy_file is None:
+            raise
+        raise UsageError(f"{exc} (policy file {policy_file} with the flags)") from None
+    return policy
+
+
+def _policy_warning(policy: Any) -> str | None:
+    loose = policy.match_everything()
+    if not loose:
+        return None
+    verb = "matches" if len(loose) == 1 else "match"
+    return (f"the policy's {' and '.join(loose)} {verb} any value, so it does not restrict who signed; "
+            "pin it (e.g. the workflow path and ref, see docs/signing.md)")
 
 
 def policy_options(fn: F) -> F:
     """Give a command the policy options; it receives them as one ``policy`` argument.
 
-    ``policy`` is None when no option is set (pull then does not verify).
+    ``policy`` is None when no policy option or variable is given (pull then does not verify).
+    A regexp that matches anything gets one warning line on stderr (a JSON line with
+    ``--log-format json``); it is not refused.
     """
-    return _inject_options(fn, POLICY_OPTIONS, "policy", _build_policy)
+
+    @functools.wraps(fn)
+    def warned(*args: Any, **kwargs: Any) -> Any:
+        message = _policy_warning(kwargs["policy"]) if kwargs.get("policy") is not None else None
+        if message:
+            StepLogger(kwargs.get("log_format", "text")).warning(message)
+        return fn(*args, **kwargs)
+
+    return _inject_options(cast(F, warned), POLICY_OPTIONS, "policy", _build_policy)
 
 
 @dataclass(frozen=True)
@@ -310,6 +350,13 @@ class StepLogger:
 
     def failed(self, message: str, code: int) -> None:
         self._emit("error", "failed", message, {"exitCode": code})
+
+    def warning(self, message: str) -> None:
+        """A warning: a JSON line, or ``warning: ...`` on stderr."""
+        if self.json:
+            self._emit("warning", "warning", message, {})
+        else:
+            typer.echo(f"warning: {message}", err=True)
 
     def _emit(self, level: str, step: str, message: str, fields: dict[str, Any]) -> None:
         if self.json:
