@@ -46,16 +46,21 @@ def test_json_and_yaml_files_match_flags(tmp_path: Path) -> None:
     assert VerificationPolicy.from_file(tmp_path / "policy.yaml") == expected
 
 
-def test_unknown_or_mistyped_fields_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"certificate_identiy": "a@example.com"}', "unknown policy field"),
+        ('{"certificate_identity": ["a@example.com"]}', "must be a string"),
+        ("[1, 2]", "mapping"),
+        # JSON and YAML parsers keep the last of a duplicated key: a second line must not replace a rule.
+        ("key: a.pub\ncertificate-identity: a@x\nkey: b.pub\n", "'key' is given twice"),
+        ('{"staging": true, "nested": {"a": 1, "a": 2}}', "'a' is given twice"),
+    ],
+)
+def test_unknown_mistyped_or_repeated_fields_refused(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "p.json"
-    path.write_text('{"certificate_identiy": "a@example.com"}')
-    with pytest.raises(UsageError, match="unknown policy field"):
-        VerificationPolicy.from_file(path)
-    path.write_text('{"certificate_identity": ["a@example.com"]}')
-    with pytest.raises(UsageError, match="must be a string"):
-        VerificationPolicy.from_file(path)
-    path.write_text("[1, 2]")
-    with pytest.raises(UsageError, match="mapping"):
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
         VerificationPolicy.from_file(path)
 
 
@@ -150,16 +155,6 @@ def test_accepted_spellings(tmp_path: Path) -> None:
 def test_mapping_refusals_name_the_field(data: dict, message: str) -> None:
     with pytest.raises(UsageError, match="^policy: .*" + message.replace("(", r"\(").replace(")", r"\)")):
         VerificationPolicy.from_mapping(data)
-
-
-def test_duplicate_keys_in_files_refused(tmp_path: Path) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text("key: a.pub\ncertificate-identity: a@x\nkey: b.pub\n")
-    with pytest.raises(UsageError, match="'key' is given twice"):
-        VerificationPolicy.from_file(path)
-    path.write_text('{"staging": true, "nested": {"a": 1, "a": 2}}')
-    with pytest.raises(UsageError, match="'a' is given twice"):
-        VerificationPolicy.from_file(path)
 
 
 def test_flags_override_a_rule_not_a_field(tmp_path: Path) -> None:
