@@ -10,7 +10,10 @@ none does, the verdict names the most telling reason:
   another record re-attached to this one);
 - ``signed-by-other``: a bundle names this record but is not signed by anyone the policy
   trusts (another key, identity, issuer or certificate authority), or its signature fails;
-- ``invalid-signature``: the attached bundles cannot be read at all.
+- ``invalid-signature``: the attached bundles cannot be read, or not even listed (a
+  referrers index that is not one).
+
+An unreachable registry or refused credentials are errors, not verdicts.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import VerificationError
+from .errors import AuthError, NetworkError, RegistryError, VerificationError
 from .reference import Reference
 from .registry.client import RegistryClient
 from .signing import storage
@@ -77,7 +80,12 @@ def judge_record(
     """The verdict of ``policy`` on the signatures attached to record ``digest`` in ``repo``."""
     from .signing.verify import verify_bundle
 
-    found = storage.find_bundles(client, repo, digest)
+    try:
+        found = storage.find_bundles(client, repo, digest)
+    except (AuthError, NetworkError):
+        raise
+    except RegistryError as exc:  # e.g. a fallback tag that is not a referrers index
+        return RecordVerdict(False, (), INVALID_SIGNATURE, f"its signatures cannot be listed: {exc}")
     if not found:
         return RecordVerdict(False, (), UNSIGNED, "no signature is attached")
     passed: list[SignatureInfo] = []

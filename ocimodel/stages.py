@@ -36,7 +36,9 @@ from .descriptor import (
     canonical_json,
 )
 from .errors import (
+    AuthError,
     IntegrityError,
+    NetworkError,
     NotFoundError,
     OcimodelError,
     RegistryError,
@@ -688,7 +690,7 @@ _PROBLEM_TEXT = {
     recordtrust.UNSIGNED: "is not signed; anyone who can push to the registry could have written it",
     recordtrust.SIGNATURE_MISMATCH: "carries a signature of other bytes, not of this record",
     recordtrust.SIGNED_BY_OTHER: "is signed, but not by anyone the policy trusts",
-    recordtrust.INVALID_SIGNATURE: "carries a signature that cannot be read",
+    recordtrust.INVALID_SIGNATURE: "has signatures that cannot be read",
 }
 
 
@@ -718,7 +720,7 @@ def _checked_entry(
     verdict = recordtrust.judge_record(client, repo, loaded.digest, policy)
     finding = None
     if verdict.problem is not None:
-        detail = f" ({verdict.detail})" if verdict.signed else ""
+        detail = f" ({verdict.detail})" if verdict.problem != recordtrust.UNSIGNED else ""
         message = f"{_describe(loaded.digest, loaded.record)} {_PROBLEM_TEXT[verdict.problem]}{detail}"
         finding = Finding(verdict.problem, message, loaded.digest)
     return _entry(loaded, verdict.signed, verdict), finding
@@ -830,6 +832,8 @@ def _signed_record(
     """(record, signer) if ``digest`` is a record of ``stage`` in ``repo`` signed under ``policy``."""
     try:
         loaded = load_record(client, repo, digest)
+    except (AuthError, NetworkError):
+        raise
     except OcimodelError:
         return None  # not a promotion record (a signature, an SBOM...) or unreadable: no evidence
     if _misplaced(loaded, repo, stage) is not None:
@@ -847,8 +851,10 @@ def _signed_outside(
     for subject in subjects:
         try:
             referrers = storage.list_referrers(client, repo, subject)
+        except (AuthError, NetworkError):
+            raise  # the registry cannot be read: say so rather than report a clean search
         except OcimodelError:
-            continue  # an unreadable index hides evidence, as deleting it would: best effort
+            continue  # a garbled referrers index hides evidence, as deleting it would: best effort
         for descriptor in referrers:
             # Index metadata only narrows what is fetched; the record itself is judged below.
             if descriptor.digest in looked or descriptor.artifact_type not in (None, PROMOTION_ARTIFACT_TYPE):

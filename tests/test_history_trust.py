@@ -18,7 +18,7 @@ import pytest
 
 from ocimodel import provenance
 from ocimodel.api import Client
-from ocimodel.descriptor import EMPTY_JSON, EMPTY_V1, Descriptor, Manifest
+from ocimodel.descriptor import EMPTY_JSON, EMPTY_V1, INDEX_V1, Descriptor, Manifest
 from ocimodel.errors import UsageError, VerificationError
 from ocimodel.reference import Reference
 from ocimodel.signing import keys as signing_keys
@@ -360,3 +360,16 @@ def test_keyless_record_signatures_by_another_identity(client, repo_ref, push, s
     assert report.entries[1].signed_by == f"{release} ({GITHUB_ISSUER})"
     info = stages(client, repo_ref, policy=policy)[0]
     assert info.signature_verified is False and info.signature_finding.startswith("signed-by-other: ")
+
+
+def test_garbled_referrers_indexes_are_findings_not_crashes(client, repo_ref, push, keys, policy):
+    """Mallory puts a plain manifest where the referrers fallback indexes of a model and of a
+    record belong: the record cannot be verified (a finding), the search goes on without them."""
+    (d1, r1), (d2, r2) = signed_history(client, repo_ref, push, keys["release"][0], count=2)
+    junk = json.dumps({"schemaVersion": 2, "mediaType": INDEX_V1, "manifests": [], "annotations": {"x": 1}}).encode()
+    for subject in (d1, r2):
+        client.put_manifest(repo_ref.with_tag(storage.fallback_tag(subject)), junk, INDEX_V1)
+    report = history(client, repo_ref, "prod", policy=policy)
+    assert kinds(report) == [("invalid-signature", r2)]
+    assert "signatures cannot be listed" in report.findings[0].message
+    assert [e.signature_verified for e in report.entries] == [False, True]
