@@ -438,7 +438,11 @@ class Client:
         """
         if layout not in installed.LAYOUTS:
             raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(installed.LAYOUTS)}")
-        options = safety.ScanOptions.make(allow_globals, scan_limits)
+        if policy is not None:
+            policy.validate()  # an unusable policy is a usage error before any request
+        # A policy file may extend the scanner's allow-list (allowGlobals) for --deny-unsafe.
+        extra = policy.allow_globals if policy is not None else ()
+        options = safety.ScanOptions.make([*allow_globals, *extra], scan_limits)
         emit = events or (lambda step, fields: None)
         reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
         dest = Path(dest)
@@ -695,30 +699,36 @@ class Client:
         policy: VerificationPolicy | None = None,
         sign_record: RecordSigning | None = None,
     ) -> stages_mod.PromotionResult:
-        """Move ``stage`` back ``steps`` promotions (or to the digest ``to``), recorded as a rollback."""
+        """Move ``stage`` back ``steps`` promotions (or to the digest ``to``), recorded as a rollback.
+
+        With ``policy`` the target must have been reached by a promotion record signed under it
+        and the model must be signed under it; without one the unsigned history is trusted.
+        """
         from . import stages as stages_mod
 
         return stages_mod.rollback(
-            self.registry, repository, stage, to=to, steps=steps, reason=reason, actor=actor,
+            self.registry, repository, stage, to=to, steps=steps, reason=reason, actor=actor, policy=policy,
             verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
         )
 
-    def stages(self, repository: str | Reference) -> list[stages_mod.StageInfo]:
-        """Every stage of ``repository``: digest, version tags, last promotion."""
+    def stages(
+        self, repository: str | Reference, *, policy: VerificationPolicy | None = None
+    ) -> list[stages_mod.StageInfo]:
+        """Every stage of ``repository``: digest, version tags, last promotion (verified with ``policy``)."""
         from . import stages as stages_mod
 
-        return stages_mod.stages(self.registry, repository)
+        return stages_mod.stages(self.registry, repository, policy=policy)
 
     def history(
         self, repository: str | Reference, stage: str, *, policy: VerificationPolicy | None = None
     ) -> stages_mod.HistoryReport:
         """The promotion chain of ``stage``, newest first, with every problem found.
 
-        With ``policy``, signed records are verified against it.
+        With ``policy``, every record must be signed under it (else a finding).
         """
         from . import stages as stages_mod
 
-        return stages_mod.history(self.registry, repository, stage, verify_signature=self._gate(policy))
+        return stages_mod.history(self.registry, repository, stage, policy=policy)
 
     def plan_delete(self, ref: str | Reference) -> stages_mod.DeletePlan:
         """What :meth:`delete` would remove (changes nothing)."""

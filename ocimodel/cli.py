@@ -57,21 +57,22 @@ def _policy_option(flag: str, help: str, type_: Any = Optional[str]) -> Any:
     return Annotated[type_, typer.Option(flag, envvar=_env(flag.lstrip("-")), help=help, rich_help_panel="Verification policy")]
 
 
-#: The verification policy options of verify, verify-blob and pull (and later promote):
-#: parameter name -> (annotation, default). ``policy_options`` adds them to a command.
+#: The verification policy options of verify, verify-blob, pull, promote, rollback, history and
+#: stages: parameter name -> (annotation, default). ``policy_options`` adds them to a command.
+#: Paths stay strings here so that an empty value is seen as empty (a Path of "" is ".").
 POLICY_OPTIONS: dict[str, tuple[Any, Any]] = {
     "certificate_identity": (_policy_option("--certificate-identity", "Exact signer identity (email or URI) required."), None),
-    "certificate_identity_regexp": (_policy_option("--certificate-identity-regexp", "Regexp the whole signer identity must match."), None),
+    "certificate_identity_regexp": (_policy_option("--certificate-identity-regexp", "Regexp the whole signer identity must match (pin the workflow path and ref)."), None),
     "certificate_oidc_issuer": (_policy_option("--certificate-oidc-issuer", "Exact OIDC issuer required."), None),
     "certificate_oidc_issuer_regexp": (_policy_option("--certificate-oidc-issuer-regexp", "Regexp the whole OIDC issuer must match."), None),
     "certificate_github_workflow_repository": (
         _policy_option("--certificate-github-workflow-repository", "GitHub repository (owner/name) whose workflow must have signed."),
         None,
     ),
-    "keys": (_policy_option("--key", "Public key (PEM) that may have signed; repeatable.", Optional[List[Path]]), None),
-    "trusted_root": (_policy_option("--trusted-root", "Pinned Sigstore trusted root JSON (offline verification).", Optional[Path]), None),
+    "keys": (_policy_option("--key", "Public key (PEM) that may have signed; repeatable.", Optional[List[str]]), None),
+    "trusted_root": (_policy_option("--trusted-root", "Pinned Sigstore trusted root JSON (offline verification).", Optional[str]), None),
     "staging": (_policy_option("--staging", "Trust the public Sigstore staging root.", bool), False),
-    "policy_file": (_policy_option("--policy", "Policy file (JSON or YAML) with the same fields; flags override it.", Optional[Path]), None),
+    "policy_file": (_policy_option("--policy", "Policy file (JSON or YAML) with the same fields; flags override it.", Optional[str]), None),
 }
 
 
@@ -96,19 +97,58 @@ def _inject_options(fn: F, options: dict[str, tuple[Any, Any]], into: str, build
 
 
 def _build_policy(values: dict[str, Any]) -> Any:
-    from .signing.policy import VerificationPolicy
+    """The validated policy from the options, or None when no policy source is given at all.
 
+    A source that is given but yields no usable rule (``--policy`` with ``{}``, an empty
+    ``OCIMODEL_KEY``...) is a UsageError, never "no policy".
+    """
+    from .errors import UsageError
+    from .signing.policy import VerificationPolicy, blank_policy_variables
+
+    blank = blank_policy_variables()
+    if blank:
+        raise UsageError(
+            f"{blank[0]} is set but empty: an empty policy variable would turn verification off; "
+            "unset it or give it a value"
+        )
+    if all(value in (None, False) for value in values.values()):
+        return None
     policy_file, keys = values.pop("policy_file"), values.pop("keys") or ()
     policy = VerificationPolicy.from_options(policy_file=policy_file, keys=keys, **values)
-    return policy if policy.requires_verification else None
+    try:
+        policy.validate()
+    except UsageError as exc:
+        if policy_file is None:
+            raise
+        raise UsageError(f"{exc} (policy file {policy_file} with the flags)") from None
+    return policy
+
+
+def _policy_warning(policy: Any) -> str | None:
+    loose = policy.match_everything()
+    if not loose:
+        return None
+    verb = "matches" if len(loose) == 1 else "match"
+    return (f"the policy's {' and '.join(loose)} {verb} any value, so it does not restrict who signed; "
+            "pin it (e.g. the workflow path and ref, see docs/signing.md)")
 
 
 def policy_options(fn: F) -> F:
     """Give a command the policy options; it receives them as one ``policy`` argument.
 
-    ``policy`` is None when no option is set (pull then does not verify).
+    ``policy`` is None when no policy option or variable is given (pull then does not verify).
+    A regexp that matches anything gets one warning line on stderr (a JSON line with
+    ``--log-format json``); it is not refused.
     """
-    return _inject_options(fn, POLICY_OPTIONS, "policy", _build_policy)
+
+    @functools.wraps(fn)
+    def warned(*args: Any, **kwargs: Any) -> Any:
+        message = _policy_warning(kwargs["policy"]) if kwargs.get("policy") is not None else None
+        if message:
+            StepLogger(kwargs.get("log_format", "text")).warning(message)
+        return fn(*args, **kwargs)
+
+    return _inject_options(cast(F, warned), POLICY_OPTIONS, "policy", _build_policy)
 
 
 @dataclass(frozen=True)
@@ -359,6 +399,13 @@ class StepLogger:
 
     def failed(self, message: str, code: int) -> None:
         self._emit("error", "failed", message, {"exitCode": code})
+
+    def warning(self, message: str) -> None:
+        """A warning: a JSON line, or ``warning: ...`` on stderr."""
+        if self.json:
+            self._emit("warning", "warning", message, {})
+        else:
+            typer.echo(f"warning: {message}", err=True)
 
     def _emit(self, level: str, step: str, message: str, fields: dict[str, Any]) -> None:
         if self.json:
@@ -649,7 +696,15 @@ def rollback(
     json_out: JsonOut = False,
     policy: Any = None,
 ) -> None:
-    """Move STAGE back to an earlier digest of its history, recorded as a rollback."""
+    """Move STAGE back to an earlier digest of its history, recorded as a rollback.
+
+    With verification policy options, the target must have been reached by a promotion
+    record signed under the policy, and the model must be signed under it.
+    """
+    if policy is None:
+        typer.echo(f"warning: no policy given, so rollback trusts the unsigned promotion history of {stage}, which "
+                   "anyone who can push to the registry can forge; give --key or --certificate-identity(-regexp) "
+                   "and --certificate-oidc-issuer(-regexp) to move only to a digest a signed record reached", err=True)
     result = _run(connection, json_out,
                   lambda c: c.rollback(repository, stage, to=to, steps=steps, reason=reason or None, actor=actor,
                                        policy=policy, sign_record=signing))
@@ -657,28 +712,49 @@ def rollback(
         _print_promotion(result)
 
 
+def _signature_mark(verified: bool | None, signed_by: str | None, problem: str | None, signed: bool | None = None) -> str:
+    """How a promotion record's signature shows in text output."""
+    if verified is None:
+        return "unverified" if signed is None else ("signed, unverified" if signed else "unsigned, unverified")
+    if verified:
+        return f"verified: {signed_by}"
+    return f"NOT verified: {problem}" if problem else "NOT verified"
+
+
 @app.command("stages")
 @handle_errors
 @connection_options
+@policy_options
 def stages_command(
     repository: Repository,
     connection: Any = None,
     json_out: JsonOut = False,
+    policy: Any = None,
 ) -> None:
-    """List each stage: the digest it holds, its version tags, and its last promotion."""
+    """List each stage: the digest it holds, its version tags, and its last promotion.
+
+    With verification policy options, each stage's newest record is verified (exit 5 if one is not).
+    """
+    from .errors import ExitCode
+
     with connection.client() as client:
-        found = client.stages(repository)
+        found = client.stages(repository, policy=policy)
     if json_out:
         _print_json([s.to_dict() for s in found])
-        return
-    if not found:
-        typer.echo(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')", err=True)
-    for info in found:
-        tags = ",".join(t for t in info.tags if t != info.stage) or "-"
-        who = info.promoted_by.name if info.promoted_by else "?"
-        typer.echo(f"{info.stage:<12} {info.digest or 'unset'}  tags={tags}  {info.promoted_at or '?'} by {who}: {info.reason or ''}".rstrip())
-        if info.finding:
-            typer.echo(f"  ! {info.finding}")
+    else:
+        if not found:
+            typer.echo(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')", err=True)
+        for info in found:
+            tags = ",".join(t for t in info.tags if t != info.stage) or "-"
+            who = info.promoted_by.name if info.promoted_by else "?"
+            mark = _signature_mark(info.signature_verified, info.signed_by, None)
+            typer.echo(f"{info.stage:<12} {info.digest or 'unset'}  tags={tags}  {info.promoted_at or '?'} by {who} "
+                       f"[{mark}]: {info.reason or ''}".rstrip())
+            for problem in (info.finding, info.signature_finding):
+                if problem:
+                    typer.echo(f"  ! {problem}")
+    if policy is not None and not all(info.signature_verified for info in found):
+        raise typer.Exit(ExitCode.VERIFICATION)
 
 
 @app.command()
@@ -694,7 +770,8 @@ def history(
 ) -> None:
     """Show STAGE's promotion chain, newest first; exit 6 if the chain has problems.
 
-    With verification policy options, signed records are verified too.
+    With verification policy options, every record must be signed under the policy: exit 5
+    names each one that is not, and signed records the chain leaves out.
     """
     from .errors import ExitCode
 
@@ -706,10 +783,10 @@ def history(
         for finding in report.findings:
             typer.echo(f"! {finding.message}")
         for e in report.entries:
-            signed = "signed" if e.signed else "unsigned"
-            if e.signature_verified is not None:
-                signed += ", verified" if e.signature_verified else ", NOT verified"
-            typer.echo(f"{e.time}  {e.actor.name}  {e.from_digest or 'nothing'} -> {e.to_digest}  [{signed}]  {e.reason}".rstrip())
+            mark = _signature_mark(e.signature_verified, e.signed_by, e.signature_problem, e.signed)
+            typer.echo(f"{e.time}  {e.actor.name}  {e.from_digest or 'nothing'} -> {e.to_digest}  [{mark}]  {e.reason}".rstrip())
+    if report.signature_findings:
+        raise typer.Exit(ExitCode.VERIFICATION)
     if not report.ok:
         raise typer.Exit(ExitCode.INTEGRITY)
 

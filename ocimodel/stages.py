@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .config import timestamp
@@ -35,7 +35,9 @@ from .descriptor import (
     canonical_json,
 )
 from .errors import (
+    AuthError,
     IntegrityError,
+    NetworkError,
     NotFoundError,
     OcimodelError,
     RegistryError,
@@ -43,10 +45,14 @@ from .errors import (
     UsageError,
     VerificationError,
 )
+from . import recordtrust
 from .jsondoc import load_object
 from .reference import Reference, validate_digest, validate_tag
 from .registry.client import FetchedManifest, ManifestPutResult, RegistryClient
 from .signing import storage
+
+if TYPE_CHECKING:
+    from .signing.policy import VerificationPolicy
 
 PROMOTION_ARTIFACT_TYPE = "application/vnd.ocimodel.promotion.v1+json"
 #: Media type of the record's one layer (the record JSON).
@@ -557,13 +563,23 @@ def promote(
 
 # ------------------------------------------------------------------------------ history
 
+#: Findings that mean "not signed under the policy" (the CLI exits 5 on these, 6 on the others).
+SIGNATURE_FINDINGS = frozenset({*recordtrust.PROBLEMS, "head-behind", "chain-replaced"})
+#: How many model digests, and candidate records, the search for signed records outside the
+#: chain looks at (a hostile registry could list any number of referrers).
+_OUTSIDE_SUBJECTS = 256
+_OUTSIDE_RECORDS = 256
+
 
 @dataclass(frozen=True)
 class Finding:
     """Something wrong with a stage's history, said exactly (``kind`` is machine-readable).
 
     Kinds: ``moved-outside``, ``no-history``, ``missing-record``, ``tampered-record``,
-    ``invalid-record``, ``unreadable-record``, ``wrong-stage``, ``cycle``, ``unverified-signature``.
+    ``invalid-record``, ``unreadable-record``, ``wrong-stage``, ``wrong-repository``, ``cycle``;
+    with a policy also ``unsigned``, ``signature-mismatch``, ``signed-by-other``,
+    ``invalid-signature`` (a record not signed under it), ``head-behind`` and
+    ``chain-replaced`` (a record signed under it that the chain leaves out).
     """
 
     kind: str
@@ -586,7 +602,9 @@ class HistoryEntry:
     to_digest: str
     previous_record: str | None
     signed: bool
-    signature_verified: bool | None = None  # None: not checked
+    signature_verified: bool | None = None  # None: no policy given
+    signed_by: str | None = None  # who signed under the policy (when verified)
+    signature_problem: str | None = None  # why not verified (a recordtrust problem kind)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -599,6 +617,8 @@ class HistoryEntry:
             "previousRecord": self.previous_record,
             "signed": self.signed,
             "signatureVerified": self.signature_verified,
+            "signedBy": self.signed_by,
+            "signatureProblem": self.signature_problem,
         }
 
 
@@ -613,10 +633,23 @@ class HistoryReport:
     entries: list[HistoryEntry]
     findings: list[Finding]
     complete: bool  # the walk reached the first promotion
+    checked: bool = False  # the records were checked against a policy
 
     @property
     def ok(self) -> bool:
         return self.complete and not self.findings
+
+    @property
+    def verified(self) -> bool | None:
+        """None without a policy; else whether the whole chain is signed under it, nothing left out."""
+        if not self.checked:
+            return None
+        signed = all(e.signature_verified for e in self.entries)
+        return self.complete and signed and not self.signature_findings
+
+    @property
+    def signature_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind in SIGNATURE_FINDINGS]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -626,6 +659,7 @@ class HistoryReport:
             "head": self.head,
             "complete": self.complete,
             "ok": self.ok,
+            "verified": self.verified,
             "entries": [e.to_dict() for e in self.entries],
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -643,21 +677,19 @@ def _read_failure(digest: str, newer: str | None, exc: OcimodelError) -> Finding
     return Finding("unreadable-record", f"record {digest} ({where}) could not be read: {exc}", digest)
 
 
-def _signature_state(
-    client: RegistryClient, repo: Reference, record: str, verify: Verifier | None
-) -> tuple[bool, bool | None, Finding | None]:
-    """(signed, verified or None, finding) for a record."""
-    signed = bool(storage.find_bundles(client, repo, record))
-    if verify is None or not signed:
-        return signed, None, None
-    try:
-        verify(repo.with_digest(record))
-    except VerificationError as exc:
-        return True, False, Finding("unverified-signature", f"record {record}: signature not verified: {exc}", record)
-    return True, True, None
+def _describe(digest: str, record: PromotionRecord) -> str:
+    return f"record {digest} ({record.actor} at {record.time}: {_short(record.previous_digest)} -> {_short(record.digest)})"
 
 
-def _entry(loaded: LoadedRecord, signed: bool, verified: bool | None) -> HistoryEntry:
+_PROBLEM_TEXT = {
+    recordtrust.UNSIGNED: "is not signed; anyone who can push to the registry could have written it",
+    recordtrust.SIGNATURE_MISMATCH: "carries a signature of other bytes, not of this record",
+    recordtrust.SIGNED_BY_OTHER: "is signed, but not by anyone the policy trusts",
+    recordtrust.INVALID_SIGNATURE: "has signatures that cannot be read",
+}
+
+
+def _entry(loaded: LoadedRecord, signed: bool, verdict: recordtrust.RecordVerdict | None) -> HistoryEntry:
     r = loaded.record
     return HistoryEntry(
         record=loaded.digest,
@@ -668,12 +700,48 @@ def _entry(loaded: LoadedRecord, signed: bool, verified: bool | None) -> History
         to_digest=r.digest,
         previous_record=r.previous_record,
         signed=signed,
-        signature_verified=verified,
+        signature_verified=verdict.verified if verdict else None,
+        signed_by=verdict.signed_by if verdict else None,
+        signature_problem=verdict.problem if verdict else None,
     )
 
 
+def _checked_entry(
+    client: RegistryClient, repo: Reference, loaded: LoadedRecord, policy: VerificationPolicy | None
+) -> tuple[HistoryEntry, Finding | None]:
+    """The entry for a record, and the finding when it is not signed under ``policy``."""
+    if policy is None:
+        return _entry(loaded, bool(storage.find_bundles(client, repo, loaded.digest)), None), None
+    verdict = recordtrust.judge_record(client, repo, loaded.digest, policy)
+    finding = None
+    if verdict.problem is not None:
+        detail = f" ({verdict.detail})" if verdict.problem != recordtrust.UNSIGNED else ""
+        message = f"{_describe(loaded.digest, loaded.record)} {_PROBLEM_TEXT[verdict.problem]}{detail}"
+        finding = Finding(verdict.problem, message, loaded.digest)
+    return _entry(loaded, verdict.signed, verdict), finding
+
+
+def _same_repository(record: PromotionRecord, repo: Reference) -> bool:
+    """Whether a record was written for ``repo`` (the registry host may differ: mirrors, aliases)."""
+    try:
+        return Reference.parse_repository(record.repository).repository == repo.repository
+    except UsageError:
+        return False
+
+
+def _misplaced(loaded: LoadedRecord, repo: Reference, stage: str) -> Finding | None:
+    """The finding for a record of another stage or repository spliced into this chain."""
+    r = loaded.record
+    if r.stage != stage:
+        return Finding("wrong-stage", f"record {loaded.digest} is a promotion to {r.stage!r}, not {stage!r}", loaded.digest)
+    if not _same_repository(r, repo):
+        message = f"record {loaded.digest} is a promotion in {r.repository}, not {repo.name}: copied from elsewhere"
+        return Finding("wrong-repository", message, loaded.digest)
+    return None
+
+
 def _walk(
-    client: RegistryClient, repo: Reference, stage: str, head: str, limit: int, verify: Verifier | None
+    client: RegistryClient, repo: Reference, stage: str, head: str, limit: int, policy: VerificationPolicy | None
 ) -> tuple[list[HistoryEntry], list[Finding], bool]:
     """Follow ``previousRecord`` links from ``head``: (entries, findings, reached the start)."""
     entries: list[HistoryEntry] = []
@@ -691,13 +759,13 @@ def _walk(
         except OcimodelError as exc:
             findings.append(_read_failure(digest, newer, exc))
             return entries, findings, False
-        if loaded.record.stage != stage:
-            message = f"record {digest} is a promotion to {loaded.record.stage!r}, not {stage!r}"
-            findings.append(Finding("wrong-stage", message, digest))
+        misplaced = _misplaced(loaded, repo, stage)
+        if misplaced is not None:
+            findings.append(misplaced)
             return entries, findings, False
-        signed, verified, problem = _signature_state(client, repo, digest, verify)
+        entry, problem = _checked_entry(client, repo, loaded, policy)
         findings.extend([problem] if problem else [])
-        entries.append(_entry(loaded, signed, verified))
+        entries.append(entry)
         newer, digest = digest, loaded.record.previous_record
     return entries, findings, digest is None
 
@@ -726,31 +794,166 @@ def _head_findings(stage: str, current: str | None, head: str | None, entries: l
     return []
 
 
+# --------------------------------------------------------------- signed records outside the chain
+
+
+def _search_subjects(client: RegistryClient, repo: Reference, entries: list[HistoryEntry], current: str | None) -> list[str]:
+    """Model digests whose referrers may hold records of the stage, at most ``_OUTSIDE_SUBJECTS``.
+
+    The chain's own models first, then every digest with a referrers fallback tag (one tag
+    list, no request each), then what the other tags point at (one HEAD each).
+    """
+    wanted: dict[str, None] = dict.fromkeys([current] if current else [])
+    wanted.update(dict.fromkeys(d for e in entries for d in (e.to_digest, e.from_digest) if d))
+    tags = client.list_tags(repo)
+    for tag in tags:
+        if tag.startswith(FALLBACK_TAG_PREFIX):
+            try:
+                wanted.setdefault(validate_digest("sha256:" + tag[len(FALLBACK_TAG_PREFIX):]), None)
+            except UsageError:
+                continue
+    for tag in tags:
+        if len(wanted) >= _OUTSIDE_SUBJECTS:
+            break
+        if not is_internal_tag(tag):
+            digest = _tag_digest(client, repo.with_tag(tag))
+            wanted.update(dict.fromkeys([digest] if digest else []))
+    return list(wanted)[:_OUTSIDE_SUBJECTS]
+
+
+def _signed_record(
+    client: RegistryClient, repo: Reference, stage: str, digest: str, policy: VerificationPolicy
+) -> tuple[PromotionRecord, str | None] | None:
+    """(record, signer) if ``digest`` is a record of ``stage`` in ``repo`` signed under ``policy``."""
+    try:
+        loaded = load_record(client, repo, digest)
+    except (AuthError, NetworkError):
+        raise
+    except OcimodelError:
+        return None  # not a promotion record (a signature, an SBOM...) or unreadable: no evidence
+    if _misplaced(loaded, repo, stage) is not None:
+        return None
+    verdict = recordtrust.judge_record(client, repo, digest, policy)
+    return (loaded.record, verdict.signed_by) if verdict.verified else None
+
+
+def _signed_outside(
+    client: RegistryClient, repo: Reference, stage: str, subjects: list[str], chain: set[str], policy: VerificationPolicy
+) -> dict[str, tuple[PromotionRecord, str | None]]:
+    """Records of ``stage`` signed under ``policy`` that are referrers of ``subjects`` but not in ``chain``."""
+    found: dict[str, tuple[PromotionRecord, str | None]] = {}
+    looked: set[str] = set(chain)
+    for subject in subjects:
+        try:
+            referrers = storage.list_referrers(client, repo, subject)
+        except (AuthError, NetworkError):
+            raise  # the registry cannot be read: say so rather than report a clean search
+        except OcimodelError:
+            continue  # a garbled referrers index hides evidence, as deleting it would: best effort
+        for descriptor in referrers:
+            # Index metadata only narrows what is fetched; the record itself is judged below.
+            if descriptor.digest in looked or descriptor.artifact_type not in (None, PROMOTION_ARTIFACT_TYPE):
+                continue
+            if descriptor.annotations.get(ANNOTATION_STAGE, stage) != stage:
+                continue
+            looked.add(descriptor.digest)
+            if len(looked) - len(chain) > _OUTSIDE_RECORDS:
+                return found
+            signed = _signed_record(client, repo, stage, descriptor.digest, policy)
+            if signed is not None:
+                found[descriptor.digest] = signed
+    return found
+
+
+def _branch_kind(
+    client: RegistryClient, repo: Reference, record: PromotionRecord, head: str, chain: set[str],
+    outside: Mapping[str, tuple[PromotionRecord, str | None]],
+) -> str | None:
+    """How a signed record outside the chain relates to it, following its ``previousRecord`` links.
+
+    ``head-behind``: it descends from the head (newer promotions dropped, or one stopped before
+    moving the head); ``chain-replaced``: it descends from no record of the chain; None: it
+    branches off an older record, or is a lone first record (a promotion that lost a race).
+    """
+    for steps in range(_SUCCESSOR_SEARCH):
+        previous = record.previous_record
+        if previous == head:
+            return "head-behind"
+        if previous in chain:
+            return None
+        if previous is None:
+            return "chain-replaced" if steps else None
+        known = outside.get(previous)
+        loaded = None if known else _try_load(client, repo, previous)
+        if known is None and loaded is None:
+            return "chain-replaced"  # it builds on a record that is gone
+        record = known[0] if known else loaded.record  # type: ignore[union-attr]
+    return "chain-replaced"
+
+
+def _outside_findings(
+    client: RegistryClient, repo: Reference, stage: str, report: HistoryReport, policy: VerificationPolicy
+) -> list[Finding]:
+    """Signed records of the stage that the chain does not contain, as head-behind / chain-replaced.
+
+    Best effort: they are found as referrers of the models the repository knows, which a registry
+    writer can also remove. See docs/stages.md, "What the history proves".
+    """
+    if report.head is None or not report.complete:
+        return []
+    chain = {e.record for e in report.entries}
+    subjects = _search_subjects(client, repo, report.entries, report.current)
+    outside = _signed_outside(client, repo, stage, subjects, chain, policy)
+    findings = []
+    for digest, (record, signer) in outside.items():
+        kind = _branch_kind(client, repo, record, report.head, chain, outside)
+        if kind == "head-behind":
+            what = (f"follows the history head {report.head}, but the head does not point at it: the newest "
+                    "promotions were dropped (the history tag was moved back) or that promotion stopped before "
+                    "moving the head; check, then promote again")
+        elif kind == "chain-replaced":
+            what = (f"is a promotion of {stage} that this history does not contain: the history tag points at "
+                    "another chain than the one signed under the policy")
+        else:
+            continue
+        findings.append(Finding(kind, f"{_describe(digest, record)}, signed by {signer}, {what}", digest))
+    return findings
+
+
 def history(
     client: RegistryClient,
     repo: str | Reference,
     stage: str,
     *,
     limit: int = MAX_HISTORY,
-    verify_signature: Verifier | None = None,
+    policy: VerificationPolicy | None = None,
 ) -> HistoryReport:
     """The promotions of ``stage``, newest first, with findings instead of guesses.
 
     Every record is fetched by the digest its successor names and checked against it, so a
-    complete walk verifies the hash chain. ``verify_signature(record_ref)`` (optional) checks
-    each signed record, raising VerificationError to report it unverified.
+    complete walk verifies the hash chain. With ``policy`` every record must also be signed
+    under it (else a finding: unsigned, signature-mismatch, signed-by-other,
+    invalid-signature), and records signed under it that the chain leaves out are looked for
+    (head-behind, chain-replaced). Without a policy nothing is verified: see docs/stages.md.
     """
     validate_stage(stage)
+    if policy is not None:
+        policy.validate()
     repository = _repository(repo)
     head = _tag_digest(client, repository.with_tag(history_tag(stage)))
     current = _tag_digest(client, repository.with_tag(stage))
     if head is None and current is None:
         raise NotFoundError(f"{repository.name} has no stage {stage!r} (no tag {stage}, no promotion history)")
     entries, findings, complete = ([], [], True) if head is None else _walk(
-        client, repository, stage, head, limit, verify_signature
+        client, repository, stage, head, limit, policy
     )
     findings = _head_findings(stage, current, head, entries) + findings
-    return HistoryReport(repository.name, stage, current, head, entries, findings, complete and head is not None)
+    report = HistoryReport(
+        repository.name, stage, current, head, entries, findings, complete and head is not None, policy is not None
+    )
+    if policy is None:
+        return report
+    return replace(report, findings=report.findings + _outside_findings(client, repository, stage, report, policy))
 
 
 # ------------------------------------------------------------------------------ stages
@@ -768,6 +971,9 @@ class StageInfo:
     promoted_by: Actor | None
     reason: str | None
     finding: str | None  # when the stage tag and its newest record disagree, or the record is unreadable
+    signature_verified: bool | None = None  # the newest record under the policy; None: no policy given
+    signed_by: str | None = None
+    signature_finding: str | None = None  # why the newest record is not verified
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -779,6 +985,9 @@ class StageInfo:
             "promotedBy": self.promoted_by.to_dict() if self.promoted_by else None,
             "reason": self.reason,
             "finding": self.finding,
+            "signatureVerified": self.signature_verified,
+            "signedBy": self.signed_by,
+            "signatureFinding": self.signature_finding,
         }
 
 
@@ -786,8 +995,21 @@ def _tag_digests(client: RegistryClient, repo: Reference, tags: list[str]) -> di
     return {tag: _tag_digest(client, repo.with_tag(tag)) for tag in tags}
 
 
+def _head_signature(
+    client: RegistryClient, repo: Reference, head: str | None, loaded: LoadedRecord | None, policy: VerificationPolicy
+) -> tuple[bool, str | None, str | None]:
+    """(verified, signed by, finding) for a stage's newest record under ``policy``."""
+    if head is None or loaded is None:
+        return False, None, "its newest record cannot be read, so it cannot be verified"
+    verdict = recordtrust.judge_record(client, repo, head, policy)
+    if verdict.problem is None:
+        return True, verdict.signed_by, None
+    return False, None, f"{verdict.problem}: newest record {head} {_PROBLEM_TEXT[verdict.problem]}"
+
+
 def _stage_info(
-    client: RegistryClient, repo: Reference, stage: str, head: str | None, digests: Mapping[str, str | None], stage_names: set[str]
+    client: RegistryClient, repo: Reference, stage: str, head: str | None, digests: Mapping[str, str | None],
+    stage_names: set[str], policy: VerificationPolicy | None,
 ) -> StageInfo:
     digest = digests.get(stage)
     tags = sorted(t for t, d in digests.items() if d == digest and digest and t not in stage_names)
@@ -798,6 +1020,7 @@ def _stage_info(
     elif loaded.record.digest != digest:
         finding = f"stage tag points at {digest or 'nothing'}, its newest record says {loaded.record.digest}: moved outside ocimodel"
     record = loaded.record if loaded else None
+    verified, signer, problem = (None, None, None) if policy is None else _head_signature(client, repo, head, loaded, policy)
     return StageInfo(
         stage=stage,
         digest=digest,
@@ -807,20 +1030,32 @@ def _stage_info(
         promoted_by=record.actor if record else None,
         reason=record.reason if record else None,
         finding=finding,
+        signature_verified=verified,
+        signed_by=signer,
+        signature_finding=problem,
     )
 
 
-def stages(client: RegistryClient, repo: str | Reference) -> list[StageInfo]:
-    """Every stage of ``repo`` (a tag with an ocimodel history), sorted by name."""
+def stages(client: RegistryClient, repo: str | Reference, *, policy: VerificationPolicy | None = None) -> list[StageInfo]:
+    """Every stage of ``repo`` (a tag with an ocimodel history), sorted by name.
+
+    With ``policy`` each stage's newest record is verified under it (``signature_verified``);
+    the whole chain is ``history``'s job.
+    """
+    if policy is not None:
+        policy.validate()
     repository = _repository(repo)
     tags = client.list_tags(repository)
     names = {t[len(HISTORY_TAG_PREFIX) :] for t in tags if t.startswith(HISTORY_TAG_PREFIX)}
     digests = _tag_digests(client, repository, [t for t in tags if not is_internal_tag(t)])
     heads = _tag_digests(client, repository, [history_tag(s) for s in names])
-    return [_stage_info(client, repository, s, heads[history_tag(s)], digests, names) for s in sorted(names)]
+    return [_stage_info(client, repository, s, heads[history_tag(s)], digests, names, policy) for s in sorted(names)]
 
 
 # ------------------------------------------------------------------------------ rollback
+
+#: Findings that make "N promotions back" ambiguous: the chain is not the stage's real past.
+_AMBIGUOUS_PAST = frozenset({"moved-outside", "no-history", "head-behind", "chain-replaced"})
 
 
 def _rollback_target(report: HistoryReport, to: str | None, steps: int) -> str:
@@ -833,9 +1068,11 @@ def _rollback_target(report: HistoryReport, to: str | None, steps: int) -> str:
         if to == report.current:
             raise UsageError(f"stage {report.stage} already holds {to}")
         return to
-    if any(f.kind in ("moved-outside", "no-history") for f in report.findings):
+    ambiguous = sorted({f.kind for f in report.findings} & _AMBIGUOUS_PAST)
+    if ambiguous:
         raise UsageError(
-            f"stage {report.stage} was moved outside ocimodel, so 'previous' is ambiguous: name the digest with --to"
+            f"stage {report.stage} was moved outside ocimodel or its history is not its real past "
+            f"({', '.join(ambiguous)}), so 'previous' is ambiguous: name the digest with --to"
         )
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
@@ -848,6 +1085,28 @@ def _rollback_target(report: HistoryReport, to: str | None, steps: int) -> str:
     return target
 
 
+def _require_signed_target(report: HistoryReport, target: str, undone: int | None) -> None:
+    """VerificationError unless a record verified under the policy moved the stage to ``target``
+    and, going back ``undone`` promotions, each of those is verified too (else "previous" is
+    whatever an unsigned record claims, e.g. an old version an attacker prefers)."""
+    for entry in report.entries[: undone or 0]:
+        if not entry.signature_verified:
+            raise VerificationError(
+                f"refusing to roll back {report.stage}: promotion record {entry.record} ({entry.actor} at {entry.time}), "
+                f"one of those to undo, is {entry.signature_problem} under the policy, so the digest before it is "
+                "not trustworthy; name a digest a signed record reached with --to"
+            )
+    reached = [e for e in report.entries if e.to_digest == target]
+    if any(e.signature_verified for e in reached):
+        return
+    if reached:
+        why = ", ".join(f"{e.record[:19]} is {e.signature_problem}" for e in reached)
+        detail = f"the records that moved it there are not signed under the policy ({why})"
+    else:
+        detail = "no promotion record moved the stage to it"
+    raise VerificationError(f"refusing to roll back {report.stage} to {target}: {detail}")
+
+
 def rollback(
     client: RegistryClient,
     repo: str | Reference,
@@ -857,6 +1116,7 @@ def rollback(
     steps: int = 1,
     reason: str | None = None,
     actor: str | None = None,
+    policy: VerificationPolicy | None = None,
     verify_model: Verifier | None = None,
     sign_record: Verifier | None = None,
     settle: float = DEFAULT_SETTLE_SECONDS,
@@ -864,9 +1124,14 @@ def rollback(
     """Move ``stage`` back to the digest it held ``steps`` promotions ago (or to ``to``).
 
     Recorded as a promotion with reason ``rollback`` (``rollback: <reason>`` with a reason).
+    With ``policy`` the target must have been reached by a record signed under it
+    (VerificationError otherwise); without one, the unsigned history is trusted as is.
     """
     repository = _repository(repo)
-    target = _rollback_target(history(client, repository, stage), to, steps)
+    report = history(client, repository, stage, policy=policy)
+    target = _rollback_target(report, to, steps)
+    if policy is not None:
+        _require_signed_target(report, target, steps if to is None else None)
     return promote(
         client,
         repository.with_digest(target),

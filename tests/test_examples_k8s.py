@@ -216,3 +216,21 @@ def test_model_signed_by_another_workflow_is_refused(cluster, tmp_path):
     code, log, stderr = init.run()
     assert code == 5 and "wrong identity" in log[-1]["message"]
     assert list(init.model.iterdir()) == []
+
+
+@pytest.mark.parametrize("broken", ["empty-variable", "templated-empty-rule"])
+def test_a_policy_that_lost_its_values_stops_the_pod(cluster, tmp_path, broken):
+    """A Helm value that went missing must not turn verification off: exit 2, nothing pulled."""
+    init, client, standin = cluster
+    publish(client, standin, init.ref, tmp_path, b"unsigned" * 100, signed=False)
+    if broken == "empty-variable":
+        init.extra_env["OCIMODEL_POLICY"] = ""  # `value: ""` in the Deployment
+        fragment = "OCIMODEL_POLICY is set but empty"
+    else:
+        (init.volume("/etc/ocimodel/policy") / "policy.yaml").write_text(
+            'certificate-identity-regexp: ""\ncertificate-oidc-issuer: ""\n')
+        fragment = "certificate-identity-regexp is empty"
+    code, _, stderr = init.run()
+    assert code == 2, stderr
+    assert stderr.startswith("error: ") and fragment in stderr and len(stderr.splitlines()) == 1
+    assert list(init.model.iterdir()) == []

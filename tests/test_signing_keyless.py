@@ -18,6 +18,7 @@ from sigstore.models import ClientTrustConfig
 
 from ocimodel.errors import OcimodelError, UsageError, VerificationError
 from ocimodel.signing.keyless import obtain_identity_token, sign_statement_keyless, trust_config
+from ocimodel.signing.keys import generate_keypair
 from ocimodel.signing.policy import VerificationPolicy
 from ocimodel.signing.statement import build_statement
 from ocimodel.signing.verify import verify_blob, verify_bundle
@@ -177,11 +178,14 @@ def test_keyless_needs_identity_and_issuer(
 def test_key_only_policy_refuses_keyless_bundle(
     sigstore_standin: SigstoreStandin, alice_bundle: str, tmp_path: Path
 ) -> None:
-    rules = VerificationPolicy(
-        keys=(tmp_path / "unused.pub",), trusted_root=sigstore_standin.trusted_root_path
-    )
+    _, public = generate_keypair(tmp_path / "unused", b"pw")
+    rules = VerificationPolicy(keys=(public,), trusted_root=sigstore_standin.trusted_root_path)
     with pytest.raises(VerificationError, match="trusts only keys"):
         verify_bundle(alice_bundle, DIGEST, rules)
+    # A key file that cannot be read is a usage error, not "no matching signature".
+    missing = VerificationPolicy(keys=(tmp_path / "missing.pub",), trusted_root=sigstore_standin.trusted_root_path)
+    with pytest.raises(UsageError, match="cannot read public key"):
+        verify_bundle(alice_bundle, DIGEST, missing)
 
 
 def test_github_actions_ambient_credential(

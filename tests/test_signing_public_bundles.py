@@ -80,9 +80,12 @@ def test_pinned_trusted_root_file(sigstore_data: Path) -> None:
 
 
 def test_unreadable_trusted_root_is_a_usage_error(sigstore_data: Path) -> None:
-    rules = dataclasses.replace(WILLIAM, trusted_root=sigstore_data / "SOURCE.md")
+    rules = dataclasses.replace(WILLIAM, staging=False, trusted_root=sigstore_data / "SOURCE.md")
     with pytest.raises(UsageError, match="not a Sigstore trusted root"):
         verify_pair(sigstore_data, "bundle_v3.txt", ".sigstore", rules)
+    # A pinned root and the staging root at once is ambiguous: refused, not one silently preferred.
+    with pytest.raises(UsageError, match="--trusted-root or --staging, not both"):
+        verify_pair(sigstore_data, "bundle_v3.txt", ".sigstore", dataclasses.replace(rules, staging=True))
 
 
 def test_rekor_v2_dsse_bundle_verifies(sigstore_data: Path) -> None:

@@ -392,18 +392,22 @@ def test_signed_records_show_as_signed(client, repo_ref, push, keypair, tmp_path
     assert signed.signed
     promote(client, repo_ref.with_tag("2"), "prod", reason="r2", settle=FAST)
 
+    unchecked = history(client, repo_ref, "prod")
+    assert [(e.signed, e.signature_verified) for e in unchecked.entries] == [(False, None), (True, None)]
+    assert unchecked.ok and unchecked.verified is None
+
     policy = VerificationPolicy(keys=(pub,))
-    report = history(
-        client, repo_ref, "prod", verify_signature=lambda r: provenance.require_signature(client, r, policy)
-    )
-    assert [(e.signed, e.signature_verified) for e in report.entries] == [(False, None), (True, True)]
-    assert report.entries[1].record == signed.record and report.ok
+    report = history(client, repo_ref, "prod", policy=policy)
+    assert [(e.signed, e.signature_verified) for e in report.entries] == [(False, False), (True, True)]
+    assert report.entries[1].record == signed.record and report.entries[1].signed_by.startswith("key ")
+    newest = report.entries[0].record
+    assert [(f.kind, f.record) for f in report.findings] == [("unsigned", newest)]
+    assert not report.ok and report.verified is False
 
     _, other_pub = signing_keys.generate_keypair(tmp_path / "other", PASSWORD)
-    wrong = VerificationPolicy(keys=(other_pub,))
-    report = history(client, repo_ref, "prod", verify_signature=lambda r: provenance.require_signature(client, r, wrong))
-    assert report.entries[1].signature_verified is False
-    assert [(f.kind, f.record) for f in report.findings] == [("unverified-signature", signed.record)]
+    wrong = history(client, repo_ref, "prod", policy=VerificationPolicy(keys=(other_pub,)))
+    assert wrong.entries[1].signature_verified is False
+    assert [(f.kind, f.record) for f in wrong.findings] == [("unsigned", newest), ("signed-by-other", signed.record)]
 
 
 # ------------------------------------------------------------------------------ races
