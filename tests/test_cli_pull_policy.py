@@ -1,8 +1,5 @@
 """``ocimodel pull --deny-unsafe`` and ``--allow-license``: refused models leave nothing in DEST.
 
-PENDING WIRING: these tests fail until ``pull`` gets the two options (``Client.pull`` calling
-``safety.check_model_license`` / ``safety.check_config_scan`` after resolving, and
-``download_into(..., before_commit=safety.check_blobs_safe)`` on the verified staged files).
 Malicious pickles are generated with ``__reduce__`` -> ``os.system("touch MARKER")``.
 """
 

@@ -196,3 +196,32 @@ def test_pull_allow_global_option(registry, repo, tmp_path, cli_env):
     allowed = run("pull", ref, str(tmp_path / "b"), "--deny-unsafe", "--allow-global", "test_safety.Net", env=cli_env)
     assert allowed.returncode == 0, allowed.stderr
     assert (tmp_path / "b" / "net.pkl").read_bytes() == model.read_bytes()
+
+
+def test_policy_file_allow_globals_reach_pull_deny_unsafe(registry, repo, tmp_path, cli_env):
+    """An init container's policy ConfigMap carries allowGlobals next to the signature rules."""
+    from test_safety import Net
+
+    model = tmp_path / "net.pkl"
+    model.write_bytes(pickle.dumps({"net": Net(), "nonce": os.urandom(8).hex()}))
+    ref = f"{registry.host}/{repo}:1"
+    env = {**cli_env, "OCIMODEL_KEY_PASSWORD": "pw"}
+    assert run("push", str(model), ref, "--no-git", env=env).returncode == 0
+    assert run("keygen", "--output-prefix", str(tmp_path / "k"), env=env).returncode == 0
+    signed = run("sign", ref, "--key", str(tmp_path / "k.key"), env=env)
+    assert signed.returncode == 0, signed.stderr
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"key: {tmp_path / 'k.pub'}\n")
+    trusting = tmp_path / "trusting.yaml"
+    trusting.write_text(f"key: {tmp_path / 'k.pub'}\nallowGlobals: [test_safety.Net]\n")
+
+    refused = run("pull", ref, str(tmp_path / "a"), "--deny-unsafe", "--policy", str(plain), env=env)
+    assert refused.returncode == 5 and "test_safety.Net" in refused.stderr and not (tmp_path / "a").exists()
+    allowed = run("pull", ref, str(tmp_path / "b"), "--deny-unsafe", "--policy", str(trusting), env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert (tmp_path / "b" / "net.pkl").read_bytes() == model.read_bytes()
+    # allowGlobals alone is no signature rule: still a usable-policy error, nothing written.
+    only = tmp_path / "only.yaml"
+    only.write_text("allowGlobals: [test_safety.Net]\n")
+    empty = run("pull", ref, str(tmp_path / "c"), "--deny-unsafe", "--policy", str(only), env=env)
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr and not (tmp_path / "c").exists()
