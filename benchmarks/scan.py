@@ -57,10 +57,13 @@ def _judge_cli(tool: str, exe: str, path: Path) -> str:
     """'dangerous', 'error' or 'clean' for one file."""
     args = {"picklescan": [exe, "--path", str(path)], "modelscan": [exe, "-p", str(path)],
             "fickling": [exe, "--check-safety", str(path)]}[tool]
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return "error"
+    # In a scratch directory: fickling writes safety_results.json into its working directory.
+    with tempfile.TemporaryDirectory(prefix="bench-scan-") as scratch:
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                                  cwd=scratch)
+        except subprocess.TimeoutExpired:
+            return "error"
     code = done.returncode
     if tool == "picklescan":
         return {0: "clean", 1: "dangerous"}.get(code, "error")

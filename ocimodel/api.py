@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from . import __version__, installed, safety
+from . import installed, safety
+from ._version import __version__
 from . import lineage as lineage_mod
 from .cache import BlobCache, open_cache
-from .config import CodeInfo, Dataset, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
+from .config import CodeInfo, Dataset, FileInfo, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
 from .descriptor import (
     ANNOTATION_CREATED,
     ANNOTATION_DESCRIPTION,
@@ -32,6 +33,7 @@ from .destination import DestinationLock, Swap, check_destination
 from .dirfd import DirHandle
 from .errors import OcimodelError, UsageError
 from .files import collect_files
+from .licenses import check_license, model_license
 from .reference import Reference, validate_digest
 from .registry.client import RegistryClient
 from .registry.credentials import CredentialStore, registry_of
@@ -97,16 +99,6 @@ def parse_dataset(text: str) -> Dataset:
     if not text:
         raise UsageError("empty --dataset value")
     return Dataset(uri=text)
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A file of a model as the manifest describes it."""
-
-    path: str
-    digest: str
-    size: int
-    mode: int | None = None
 
 
 @dataclass(frozen=True)
@@ -335,7 +327,7 @@ class Client:
         (:class:`~ocimodel.safety.UnsafeModelError`, exit 5). ``allow_globals`` extends the
         scanner's allow-list (``module.name``), ``scan_limits`` its limits (``name=value``).
         """
-        reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        reference = Reference.coerce(ref)
         if reference.digest:
             raise UsageError(f"push needs a tag, not a digest: {reference}")
         if deny_unsafe and not scan:
@@ -444,12 +436,12 @@ class Client:
         extra = policy.allow_globals if policy is not None else ()
         options = safety.ScanOptions.make([*allow_globals, *extra], scan_limits)
         emit = events or (lambda step, fields: None)
-        reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        reference = Reference.coerce(ref)
         dest = Path(dest)
         model = resolve(self.registry, reference, allow_any_type=allow_any_type)
         emit("resolved", {"reference": str(reference), "digest": model.digest})
         planned = plan_files(model, include)
-        safety.check_model_license(model, allow_licenses)
+        check_license(model_license(model.config, model.manifest.annotations), allow_licenses)
         if deny_unsafe:
             safety.check_config_scan(model.config, options)
         verification: dict[str, Any] | None = None
@@ -572,7 +564,7 @@ class Client:
     # ----------------------------------------------------------------------- inspect, tags
     def inspect(self, ref: str | Reference, *, allow_any_type: bool = True) -> InspectResult:
         """Describe the artifact at ``ref``: digest, type, metadata, lineage and files."""
-        reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        reference = Reference.coerce(ref)
         model = resolve(self.registry, reference, allow_any_type=allow_any_type)
         manifest = model.manifest
         from .provenance import list_signatures
@@ -636,7 +628,7 @@ class Client:
         ocimodel's own tags (``ocimodel.history.*``) and referrers fallback tags
         (``sha256-<hex>``) are left out unless ``include_internal``.
         """
-        reference = repository if isinstance(repository, Reference) else Reference.parse_repository(repository)
+        reference = Reference.coerce(repository, repository=True)
         found = self.registry.list_tags(reference)
         from .stages import is_internal_tag
 

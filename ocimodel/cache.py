@@ -158,14 +158,6 @@ class BlobCache:
         except OSError as exc:
             logger.warning("could not remove cache entry %s: %s", digest, exc)
 
-    def same_filesystem(self, path: Path) -> bool:
-        """True if the cache lives on the filesystem of ``path`` (an existing directory)."""
-        try:
-            probe = self.root if self.root.exists() else self.root.parent
-            return probe.stat().st_dev == path.stat().st_dev
-        except OSError:
-            return False
-
 
 def _try_link(source: Path, target: Path) -> bool:
     """Hardlink ``source`` as ``target``; False where the filesystem or platform cannot."""

@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional, TypeVar, cast
 import typer
 from typing_extensions import Annotated
 
-from . import __version__
+from ._version import __version__
 
 app = typer.Typer(
     name="ocimodel",

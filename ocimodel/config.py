@@ -25,13 +25,17 @@ Scalar = str | int | float | bool | None
 
 
 @dataclass(frozen=True)
-class FileEntry:
-    """One file of the model: relative POSIX path, digest, size and permission bits."""
+class FileInfo:
+    """One file of a model: its title (relative POSIX path), digest, size and permission bits.
+
+    The config's file list, and what push, pull and inspect report. ``mode`` is None only where
+    an artifact records no modes (one not pushed by ocimodel, seen by inspect).
+    """
 
     path: str
     digest: str
     size: int
-    mode: int = 0o644
+    mode: int | None = 0o644
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class ModelConfig:
     metrics: dict[str, Scalar] = field(default_factory=dict)
     params: dict[str, Scalar] = field(default_factory=dict)
     created: str | None = None
-    files: tuple[FileEntry, ...] = ()
+    files: tuple[FileInfo, ...] = ()
     lineage: Lineage = field(default_factory=Lineage)
     tool: dict[str, str] = field(default_factory=dict)
     scan: dict[str, Any] | None = None
@@ -245,7 +249,7 @@ def _code(value: Any) -> CodeInfo:
     return CodeInfo(**_fields(value, "lineage.code", {"remote": str, "commit": str, "dirty": bool}))
 
 
-def _file_entry(obj: Any) -> FileEntry:
+def _file_entry(obj: Any) -> FileInfo:
     entry = _dict(obj, "files[]")
     path, digest, size, mode = entry.get("path"), entry.get("digest"), entry.get("size"), entry.get("mode", 0o644)
     if not isinstance(path, str) or not isinstance(digest, str):
@@ -254,7 +258,7 @@ def _file_entry(obj: Any) -> FileEntry:
         raise SchemaError(f"model config files[] entry {path!r} has an invalid size")
     if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
         raise SchemaError(f"model config files[] entry {path!r} has an invalid mode")
-    return FileEntry(path=path, digest=digest, size=size, mode=mode)
+    return FileInfo(path=path, digest=digest, size=size, mode=mode)
 
 
 def parse_key_values(pairs: list[str] | tuple[str, ...], what: str, *, typed: bool) -> dict[str, Scalar]:

@@ -1,7 +1,7 @@
 """The pull destination directory: safety checks, a lock, free space, and resumable partials.
 
 Everything ocimodel keeps inside DEST is named ``DEST/.ocimodel*`` (titles may not use that
-prefix, see :mod:`ocimodel.paths`), which is what makes the pull rule checkable: *on failure
+prefix, see :mod:`ocimodel.titles`), which is what makes the pull rule checkable: *on failure
 DEST is as it was, and only ``DEST/.ocimodel*`` may be left*:
 
 ``.ocimodel.lock``
@@ -39,7 +39,7 @@ from typing import BinaryIO, Callable, Iterable
 
 from .dirfd import DirHandle, open_parent
 from .errors import OcimodelError, UnsafeContentError, UsageError
-from .paths import RESERVED_PREFIX
+from .titles import RESERVED_PREFIX
 
 logger = logging.getLogger(__name__)
 

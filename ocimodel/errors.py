@@ -71,6 +71,17 @@ class NetworkError(OcimodelError):
     exit_code = ExitCode.NETWORK
 
 
+class TransferInterrupted(NetworkError):
+    """The connection broke in the middle of a blob body; ``position`` bytes had arrived.
+
+    Distinct from other network errors so a download can resume with ``Range`` from there.
+    """
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 class StalledError(OcimodelError):
     """The registry sends a body so slowly that it would never finish (a trickle, not a cut).
 
@@ -107,3 +118,12 @@ class VerificationError(OcimodelError):
     """A signature is missing or does not satisfy the policy."""
 
     exit_code = ExitCode.VERIFICATION
+
+
+class PolicyError(VerificationError):
+    """A model refused by a content policy: its license, or what its files could run (exit 5).
+
+    Like a signature policy, the content is exactly what its publisher pushed and a policy
+    says no; INTEGRITY (6) stays for bytes that do not match their digest or content hostile
+    to ocimodel itself, which retrying or another mirror can fix.
+    """

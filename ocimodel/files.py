@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import UsageError
-from .paths import validate_titles
+from .titles import validate_titles
 
 SKIPPED_DIRS = frozenset({".git"})
 READ_SIZE = 1024 * 1024

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 from . import jsondoc
 from .dirfd import DirHandle, open_parent
 from .errors import OcimodelError, SchemaError, UnsafeContentError, UsageError
-from .paths import RESERVED_PREFIX, validate_titles
+from .titles import RESERVED_PREFIX, validate_titles
 
 logger = logging.getLogger(__name__)
 

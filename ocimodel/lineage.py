@@ -143,7 +143,7 @@ def lineage(source: ClientSource, ref: str | Reference, *, depth: int = DEFAULT_
     """
     if depth < 0:
         raise UsageError(f"depth must be 0 or more, got {depth}")
-    reference = ref if isinstance(ref, Reference) else Reference.parse(ref)
+    reference = Reference.coerce(ref)
     walker = _Walker(source, depth)
     walker.resolve(reference)  # the root's errors propagate as they are
     return walker.node(reference, 0, frozenset())

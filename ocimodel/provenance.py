@@ -113,7 +113,7 @@ def _session(
 
 
 def _parse(ref: str | Reference) -> Reference:
-    return ref if isinstance(ref, Reference) else Reference.parse(ref)
+    return Reference.coerce(ref)
 
 
 def _subject(client: RegistryClient, ref: Reference) -> Descriptor:

@@ -106,6 +106,17 @@ class Reference:
             raise InvalidReferenceError(f"expected a repository without tag or digest, got {text!r}")
         return ref
 
+    @classmethod
+    def coerce(cls, value: "str | Reference", *, repository: bool = False) -> "Reference":
+        """``value`` as a Reference: parsed if a string, else as given.
+
+        With ``repository``, the repository only: a string must name no tag or digest
+        (:meth:`parse_repository`), a Reference loses its tag and digest.
+        """
+        if isinstance(value, Reference):
+            return replace(value, tag=None, digest=None) if repository else value
+        return cls.parse_repository(value) if repository else cls.parse(value)
+
     @property
     def api_host(self) -> str:
         """The host to send HTTP requests to (Docker Hub's API host differs from its name)."""

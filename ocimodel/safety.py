@@ -1,14 +1,13 @@
-"""Content policies built on the scanner: what a model's files could execute, and its license.
+"""Content policies built on the scanner: what a model's files could execute.
 
 - :func:`scan_files` / :func:`scan_model` scan local files, or a model's blobs straight from
   the registry (in memory, never written to disk; see :data:`MAX_BLOB_SCAN_BYTES`).
 - :func:`scan_summary` is the compact, deterministic record push stores in ``config.scan``.
 - :func:`refuse_unsafe`, :func:`check_blobs_safe` and :func:`check_config_scan` refuse models
   with a file that is dangerous or was not fully inspected (a file that may be unpickled and
-  could not be scanned to its end is never passed); :func:`check_license` and
-  :func:`check_model_license` refuse models whose SPDX license is not on an allow-list.
+  could not be scanned to its end is never passed).
 
-Both kinds of refusal are :class:`PolicyError`, a :class:`~ocimodel.errors.VerificationError`
+Refusals are :class:`PolicyError`, a :class:`~ocimodel.errors.VerificationError`
 (exit code 5, VERIFICATION): like a signature policy, the content is exactly what its
 publisher pushed and a policy says no. INTEGRITY (6) stays for bytes that do not match their
 digest or an artifact hostile to ocimodel itself (a path escaping DEST); retrying or another
@@ -20,13 +19,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import re
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 
-from . import __version__
-from .errors import DigestMismatchError, UsageError, VerificationError
+from ._version import __version__
+from .errors import DigestMismatchError, PolicyError
 from .scan import (
     DANGEROUS,
     HEAD_BYTES,
@@ -59,17 +57,9 @@ SUMMARY_SCHEMA = 2  # the shape of config.scan this version writes (1: before ve
 _DEFAULT = ScanOptions()
 
 
-class PolicyError(VerificationError):
-    """A model refused by a content policy (exit 5, VERIFICATION)."""
-
-
 class UnsafeModelError(PolicyError):
     """A model with a file that can run code when loaded, or that could not be fully
     inspected (exit 5)."""
-
-
-class LicenseError(PolicyError):
-    """The model's SPDX license is missing or not on the allow-list (exit 5)."""
 
 
 # -- scanning -------------------------------------------------------------------------------
@@ -335,150 +325,3 @@ def _check_summary_v2(record: dict[str, Any], options: ScanOptions, what: str) -
         raise UnsafeModelError(_named(lines, f"{what} could not fully inspect files"))
     if verdict != SAFE and not findings:
         raise UnsafeModelError(f"{what} says {verdict} without saying why: refusing")
-
-
-# -- licenses ---------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
-_OPERATORS = {"AND", "OR", "WITH"}
-
-
-def _tokens(expression: str) -> list[str]:
-    out, pos = [], 0
-    expression = expression.rstrip()
-    while pos < len(expression):
-        match = _TOKEN.match(expression, pos)
-        if match is None:  # pragma: no cover - the pattern matches any non-space text
-            break
-        token = match.group(1)
-        out.append(token.upper() if token.upper() in _OPERATORS else token)
-        pos = match.end()
-    return out
-
-
-class _Parser:
-    """SPDX license expressions: ``id [WITH exception]``, AND (binds tighter), OR, parentheses.
-
-    A node is ``("id", "gpl-2.0-only with classpath-exception-2.0")`` (lowercase; an exception
-    is part of the id), ``("and", [nodes])`` or ``("or", [nodes])``.
-    """
-
-    def __init__(self, expression: str) -> None:
-        self.tokens = _tokens(expression)
-        self.pos = 0
-
-    def parse(self) -> tuple[str, Any]:
-        if not self.tokens:
-            raise ValueError("empty expression")
-        node = self._or()
-        if self.pos != len(self.tokens):
-            raise ValueError(f"unexpected {self.tokens[self.pos]!r}")
-        return node
-
-    def _peek(self) -> str | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def _take(self) -> str:
-        token = self._peek()
-        if token is None:
-            raise ValueError("ends too early")
-        self.pos += 1
-        return token
-
-    def _joined(self, operator: str, part: Any) -> tuple[str, Any]:
-        nodes = [part()]
-        while self._peek() == operator:
-            self.pos += 1
-            nodes.append(part())
-        return nodes[0] if len(nodes) == 1 else (operator.lower(), nodes)
-
-    def _or(self) -> tuple[str, Any]:
-        return self._joined("OR", self._and)
-
-    def _and(self) -> tuple[str, Any]:
-        return self._joined("AND", self._simple)
-
-    def _simple(self) -> tuple[str, Any]:
-        token = self._take()
-        if token == "(":
-            node = self._or()
-            if self._take() != ")":
-                raise ValueError("unbalanced parentheses")
-            return node
-        if token in _OPERATORS or token == ")":
-            raise ValueError(f"unexpected {token!r}")
-        if self._peek() == "WITH":
-            self.pos += 1
-            exception = self._take()
-            if exception in _OPERATORS or exception in "()":
-                raise ValueError(f"WITH followed by {exception!r}")
-            token = f"{token} with {exception}"
-        return ("id", token.lower())
-
-
-def _allowed(node: tuple[str, Any], allowed: set[str]) -> bool:
-    kind, value = node
-    if kind == "id":
-        return value in allowed
-    test = any if kind == "or" else all
-    return test(_allowed(n, allowed) for n in value)
-
-
-def _ids(node: tuple[str, Any]) -> list[str]:
-    kind, value = node
-    return [value] if kind == "id" else [i for n in value for i in _ids(n)]
-
-
-def _normalised(entries: Sequence[str]) -> list[str]:
-    out = []
-    for entry in entries:
-        for part in entry.split(","):
-            words = _tokens(part)
-            if not words:
-                raise UsageError(f"empty license in the allow-list {list(entries)!r}")
-            if any(w in ("AND", "OR", "(", ")") for w in words):
-                raise UsageError(f"allow-list entry {part.strip()!r} must be one license id (optionally 'ID WITH EXCEPTION'), not an expression")
-            out.append(" ".join(w.lower() for w in words))
-    return out
-
-
-def check_license(license: str | None, allowed: Sequence[str]) -> None:
-    """Raise :class:`LicenseError` (exit 5) unless the SPDX expression ``license`` is allowed.
-
-    An empty ``allowed`` means no policy. Otherwise: ids compare case-insensitively; ``A OR B``
-    is allowed if any branch is; ``A AND B`` only if every part is; ``ID WITH EXCEPTION`` is one
-    id (list it whole: ``--allow-license 'GPL-2.0-only WITH Classpath-exception-2.0'``);
-    parentheses group. A missing license, or one that cannot be parsed, is refused.
-    Allow-list entries may also be comma-separated (``MIT,Apache-2.0``).
-    """
-    if not allowed:
-        return
-    accepted = _normalised(allowed)
-    shown = ", ".join(dict.fromkeys(allowed))
-    if license is None or not license.strip():
-        raise LicenseError(f"the model declares no license; the allow-list requires one of: {shown}")
-    try:
-        tree = _Parser(license).parse()
-    except ValueError as exc:
-        raise LicenseError(f"the model's license {license!r} is not a valid SPDX expression ({exc}); allowed: {shown}") from None
-    if _allowed(tree, set(accepted)):
-        return
-    missing = [i for i in dict.fromkeys(_ids(tree)) if i not in accepted]
-    raise LicenseError(
-        f"the model's license {license!r} is not allowed ({', '.join(missing)} not on the allow-list: {shown})"
-    )
-
-
-def model_license(config: ModelConfig | None, annotations: Mapping[str, str]) -> str | None:
-    """The model's SPDX license: from its config, else the manifest's ``licenses`` annotation
-    (artifacts not pushed by ocimodel)."""
-    from .descriptor import ANNOTATION_LICENSES
-
-    if config is not None and config.license:
-        return config.license
-    return annotations.get(ANNOTATION_LICENSES) or None
-
-
-def check_model_license(model: ResolvedModel, allowed: Sequence[str]) -> None:
-    """:func:`check_license` on a resolved model (nothing downloaded yet)."""
-    check_license(model_license(model.config, model.manifest.annotations), allowed)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from ._version import __version__
 from .config import timestamp
 from .descriptor import (
     ANNOTATION_CREATED,
@@ -117,13 +117,7 @@ def _short(digest: str | None) -> str:
 
 def _repository(ref: str | Reference) -> Reference:
     """The repository of ``ref`` (tag and digest dropped); strings must name no tag or digest."""
-    if isinstance(ref, Reference):
-        return replace(ref, tag=None, digest=None)
-    return Reference.parse_repository(ref)
-
-
-def _reference(ref: str | Reference) -> Reference:
-    return ref if isinstance(ref, Reference) else Reference.parse(ref)
+    return Reference.coerce(ref, repository=True)
 
 
 # ------------------------------------------------------------------------------ actor
@@ -515,7 +509,7 @@ def promote(
     Raises :class:`StageConflictError` naming the winner when a concurrent promotion won.
     """
     validate_stage(stage)
-    reference = _reference(ref)
+    reference = Reference.coerce(ref)
     repo = _repository(reference)
     fetched = _resolve_model(client, reference)
     if verify_model is not None:
@@ -1179,7 +1173,7 @@ def _artifact_type(fetched: FetchedManifest) -> str | None:
 
 def plan_delete(client: RegistryClient, ref: str | Reference) -> DeletePlan:
     """What :func:`delete` would do for ``ref`` (nothing is changed)."""
-    reference = _reference(ref)
+    reference = Reference.coerce(ref)
     repo = _repository(reference)
     fetched = client.get_manifest(reference)
     tags = client.list_tags(repo)
@@ -1226,7 +1220,7 @@ def delete(client: RegistryClient, ref: str | Reference, *, force: bool = False)
     Refuses, unless ``force``, a digest a stage points at (naming the stage), a stage tag,
     and ocimodel's own tags and records. Returns the plan with ``deleted=True``.
     """
-    reference = _reference(ref)
+    reference = Reference.coerce(ref)
     plan = plan_delete(client, reference)
     if not force:
         _refuse_unforced(plan)

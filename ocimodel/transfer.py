@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Protocol, Sequence, TypeVar
 
 from .allocator import tune_for_streaming
 from .cache import BlobCache
-from .config import FileEntry, ModelConfig
+from .config import FileInfo, ModelConfig
 from .descriptor import (
     ANNOTATION_TITLE,
     ARTIFACT_TYPE,
@@ -48,7 +48,7 @@ from .errors import (
     UsageError,
 )
 from .files import SourceFile, file_chunks, sha256_file
-from .paths import validate_titles
+from .titles import validate_titles
 from .reference import Reference
 from .registry.client import RegistryClient, StreamedUploadFailed, TransferInterrupted
 from .registry.retry import RetryableFailure
@@ -57,7 +57,6 @@ from .verify import VerifyingWriter
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 2  # two blob streams gave +25% on 2 cores; three gave nothing more
-EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 # Files this large that need hashing are uploaded while hashed (the hash off the critical
 # path); smaller ones are hashed first, which costs little and keeps the simplest path.
 STREAM_MIN_SIZE = 64 * 1024 * 1024
@@ -101,7 +100,7 @@ class PushedLayers:
     """What the blob phase of a push produced."""
 
     layers: list[Descriptor]
-    files: list[FileEntry]
+    files: list[FileInfo]
     uploaded: int
     skipped: int
 
@@ -343,9 +342,9 @@ def _run_all(
             raise
 
 
-def file_entries(sources: Sequence[SourceFile], layers: Sequence[Descriptor]) -> list[FileEntry]:
+def file_entries(sources: Sequence[SourceFile], layers: Sequence[Descriptor]) -> list[FileInfo]:
     """The config's file list."""
-    return [FileEntry(path=s.title, digest=l.digest, size=l.size, mode=s.mode) for s, l in zip(sources, layers)]
+    return [FileInfo(path=s.title, digest=l.digest, size=l.size, mode=s.mode) for s, l in zip(sources, layers)]
 
 
 def push_manifest(

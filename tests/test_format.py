@@ -5,7 +5,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from ocimodel.config import CodeInfo, FileEntry, Lineage, ModelConfig, Parent, parse_key_values
+from ocimodel.config import CodeInfo, FileInfo, Lineage, ModelConfig, Parent, parse_key_values
 from ocimodel.descriptor import (
     ARTIFACT_TYPE,
     CONFIG_MEDIA_TYPE,
@@ -17,7 +17,7 @@ from ocimodel.descriptor import (
     sha256_digest,
 )
 from ocimodel.errors import SchemaError, UnsafeContentError, UsageError
-from ocimodel.paths import validate_titles
+from ocimodel.titles import validate_titles
 
 
 def test_empty_descriptor_digest_is_the_oci_constant():
@@ -71,7 +71,7 @@ def test_config_round_trip_and_schema_version():
     cfg = ModelConfig(
         name="m",
         version="1",
-        files=(FileEntry("a/b.bin", EMPTY_DIGEST, 2, 0o755),),
+        files=(FileInfo("a/b.bin", EMPTY_DIGEST, 2, 0o755),),
         lineage=Lineage(parents=(Parent("r:1", EMPTY_DIGEST),), code=CodeInfo("git@x:y", "abc", True)),
         metrics={"acc": 0.9},
     )

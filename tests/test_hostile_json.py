@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ocimodel.config import CodeInfo, FileEntry, Lineage, ModelConfig, Parent
+from ocimodel.config import CodeInfo, FileInfo, Lineage, ModelConfig, Parent
 from ocimodel.descriptor import (
     ANNOTATION_TITLE,
     ARTIFACT_TYPE,
@@ -41,7 +41,7 @@ from ocimodel.stages import Actor, PromotionRecord
 DIGEST = "sha256:" + "ab" * 32
 LAYER = Descriptor(media_type=LAYER_MEDIA_TYPE, digest=EMPTY_DIGEST, size=2, annotations={ANNOTATION_TITLE: "a.bin"})
 CONFIG = ModelConfig(
-    name="m", version="1", files=(FileEntry("a.bin", EMPTY_DIGEST, 2),), metrics={"acc": 0.5}, labels={"k": "v"},
+    name="m", version="1", files=(FileInfo("a.bin", EMPTY_DIGEST, 2),), metrics={"acc": 0.5}, labels={"k": "v"},
     lineage=Lineage(parents=(Parent("r/x:1", DIGEST),), code=CodeInfo("https://h/r.git", "abc", False)),
 )
 

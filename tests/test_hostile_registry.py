@@ -40,7 +40,7 @@ from ocimodel.errors import (
     UnsafeContentError,
     UsageError,
 )
-from ocimodel.paths import validate_titles
+from ocimodel.titles import validate_titles
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
 from ocimodel.registry.credentials import CredentialStore

@@ -61,6 +61,16 @@ def test_repository_only():
         Reference.parse_repository("localhost:5000/a/b:tag")
 
 
+def test_coerce_parses_strings_and_keeps_references():
+    parsed = Reference.parse("localhost:5000/a/b:1")
+    assert Reference.coerce(parsed) is parsed
+    assert Reference.coerce("localhost:5000/a/b:1") == parsed
+    assert Reference.coerce(parsed.with_digest(DIGEST), repository=True) == Reference("localhost:5000", "a/b")
+    assert Reference.coerce("localhost:5000/a/b", repository=True) == Reference("localhost:5000", "a/b")
+    with pytest.raises(InvalidReferenceError, match="without tag or digest"):
+        Reference.coerce("localhost:5000/a/b:1", repository=True)
+
+
 @given(st.text(max_size=300))
 def test_parse_never_crashes(text):
     try:

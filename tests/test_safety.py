@@ -20,13 +20,11 @@ import pytest
 from ocimodel.api import Client
 from ocimodel.config import ModelConfig
 from ocimodel.errors import DigestMismatchError, ExitCode, UsageError, VerificationError
+from ocimodel.licenses import LicenseError, check_license, model_license
 from ocimodel.safety import (
-    LicenseError,
     UnsafeModelError,
     check_blobs_safe,
     check_config_scan,
-    check_license,
-    model_license,
     scan_files,
     scan_summary,
 )

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 import httpcore
 import httpx
 
-from .. import __version__
+from .._version import __version__
 from ..descriptor import (
     INDEX_V1,
     MANIFEST_MEDIA_TYPES,
@@ -60,6 +60,7 @@ from ..errors import (
     SchemaError,
     SizeMismatchError,
     StalledError,
+    TransferInterrupted,
     UnsafeContentError,
     UsageError,
 )
@@ -91,17 +92,6 @@ _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _WARNING_RE = re.compile(r'^\s*299\s+\S+\s+"((?:[^"\\]|\\.)*)"')
 _PLAIN_HTTP_ENV = "OCIMODEL_PLAIN_HTTP"
 MIRROR_COOLDOWN = 30.0  # seconds a mirror that could not be reached (or answered 5xx) is skipped
-
-
-class TransferInterrupted(NetworkError):
-    """The connection broke in the middle of a blob body; ``position`` bytes had arrived.
-
-    Distinct from other network errors so a download can resume with ``Range`` from there.
-    """
-
-    def __init__(self, message: str, position: int) -> None:
-        super().__init__(message)
-        self.position = position
 
 
 @dataclass(frozen=True)
