@@ -110,7 +110,7 @@ def main() -> None:
             labels={"task": "churn"},
             # The model is written to a temp dir: record the checkout this script runs from.
             code=detect_code(Path(__file__).resolve().parent) or False,
-            plain_http=args.plain_http,
+            connection=ocimodel.Connection(plain_http=args.plain_http),
         )
     print(json.dumps({"digest": result.digest, "accuracy": acc}))
 

@@ -33,6 +33,7 @@ _LAZY = {
     "Reference": "ocimodel.reference",
     "ModelConfig": "ocimodel.config",
     "RegistryClient": "ocimodel.registry.client",
+    "Connection": "ocimodel.registry.connection",
     "OcimodelError": "ocimodel.errors",
 }
 
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import OcimodelError
     from .reference import Reference
     from .registry.client import RegistryClient
+    from .registry.connection import Connection
 
 
 def __getattr__(name: str) -> Any:

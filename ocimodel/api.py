@@ -36,7 +36,8 @@ from .files import collect_files
 from .licenses import check_license, model_license
 from .reference import Reference, validate_digest
 from .registry.client import RegistryClient
-from .registry.credentials import CredentialStore, registry_of
+from .registry.connection import Connection
+from .registry.credentials import CredentialStore
 from .registry.timeouts import Timeouts
 from .transfer import (
     DEFAULT_CONCURRENCY,
@@ -224,44 +225,26 @@ def manifest_annotations(config: ModelConfig) -> dict[str, str]:
 class Client:
     """A reusable session with registries (connections, tokens and options are shared).
 
-    >>> with Client(plain_http=True) as c:            # doctest: +SKIP
+    >>> with Client(Connection(plain_http=True)) as c:            # doctest: +SKIP
     ...     c.push("model.onnx", "localhost:5000/models/churn:1.0", version="1.0")
     """
 
     def __init__(
         self,
+        connection: Connection | None = None,
         *,
-        plain_http: bool = False,
-        insecure: bool = False,
-        ca_file: str | Path | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
-        mirrors: Mapping[str, Sequence[str]] | None = None,
         registry: RegistryClient | None = None,
-        credentials_for: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        timeout: float | Timeouts | None = None,
     ) -> None:
-        """``cache_dir`` holds the blob and digest caches (default: ``OCIMODEL_CACHE_DIR``,
-        else the user cache dir); ``use_cache=False`` neither reads nor fills them.
-        ``mirrors`` maps a registry to pull-through caches tried first for reads (see
-        :mod:`ocimodel.registry.mirrors`); writes always go to the registry itself.
-
-        ``username``/``password`` (else ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD``) are used
-        for the registry ``credentials_for`` names (a host such as ``ghcr.io``) and for no other
-        host: not a lineage parent's, a mirror's or a redirect target's, which get their own
-        stored login. Without ``credentials_for`` only stored logins (docker config) are used.
-        ``timeout`` (seconds, or a :class:`~ocimodel.registry.timeouts.Timeouts`; default
-        ``OCIMODEL_TIMEOUT``, else 60) bounds every wait on a registry."""
-        if credentials_for is None and (username is not None or password is not None):
-            raise UsageError("username and password need credentials_for: the registry they are for")
-        store = CredentialStore.for_registry(credentials_for, username, password) if credentials_for else None
-        self.registry = registry or RegistryClient(
-            credentials=store, plain_http=plain_http, insecure=insecure, ca_file=ca_file, mirrors=mirrors,
-            timeout=timeout,
-        )
+        """``connection`` says how to reach registries (see :class:`Connection`: TLS, timeouts,
+        mirrors, and which registry given credentials are for); ``registry`` reuses an open
+        :class:`RegistryClient` instead. ``cache_dir`` holds the blob and digest caches
+        (default: ``OCIMODEL_CACHE_DIR``, else the user cache dir); ``use_cache=False`` neither
+        reads nor fills them."""
+        self.connection = connection or Connection()
+        self.registry = registry or RegistryClient(self.connection)
         self.concurrency = max(1, concurrency)
         self._cache_dir = cache_dir
         self._use_cache = use_cache
@@ -742,18 +725,20 @@ class Client:
 def _with_client(options: dict[str, Any], target: str) -> Client:
     """A Client from the connection and cache options among ``options`` (which are removed);
     given credentials (``username``/``password``, else the environment's) go to ``target``'s registry."""
-    return Client(
+    connection = options.pop("connection", None) or Connection(
         plain_http=options.pop("plain_http", False),
         insecure=options.pop("insecure", False),
         ca_file=options.pop("ca_file", None),
+        timeout=options.pop("timeout", None),
+        mirrors=options.pop("mirrors", None),
+        username=options.pop("username", None),
+        password=options.pop("password", None),
+    ).bound_to(str(target))
+    return Client(
+        connection,
         concurrency=options.pop("concurrency", DEFAULT_CONCURRENCY),
         cache_dir=options.pop("cache_dir", None),
         use_cache=options.pop("use_cache", True),
-        mirrors=options.pop("mirrors", None),
-        credentials_for=registry_of(str(target)),
-        username=options.pop("username", None),
-        password=options.pop("password", None),
-        timeout=options.pop("timeout", None),
     )
 
 
@@ -802,8 +787,8 @@ def login(
     # Only the credentials being tested (ping asks nothing of another host, so stored logins
     # are never consulted), and only for ``host``.
     probe = CredentialStore().given_to(host, Credential(username=username, password=password))
-    with RegistryClient(credentials=probe, plain_http=plain_http, insecure=insecure, ca_file=ca_file,
-                        timeout=timeout) as client:
+    connection = Connection(plain_http=plain_http, insecure=insecure, ca_file=ca_file, timeout=timeout)
+    with RegistryClient(connection, credentials=probe) as client:
         client.ping(host)
     store = CredentialStore(config_path)
     store.login(host, username, password)

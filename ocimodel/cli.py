@@ -171,6 +171,7 @@ class Connection:
     def client(self, mirror: list[str] | None = None, **options: Any) -> Any:
         """An :class:`ocimodel.api.Client` with these options (and mirrors, caching...)."""
         from .api import Client
+        from .registry.connection import Connection as RegistryConnection
         from .registry.credentials import registry_of
         from .registry.mirrors import parse_mirrors
 
@@ -179,8 +180,10 @@ class Connection:
         # Empty values count as unset: how a container switches the environment's off.
         username = (self.username or None) if registry else None
         password = (self.password or None) if registry else None
-        return Client(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file, timeout=self.timeout,
-                      mirrors=mirrors, credentials_for=registry, username=username, password=password, **options)
+        connection = RegistryConnection(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file,
+                                        timeout=self.timeout, mirrors=mirrors, credentials_for=registry,
+                                        username=username, password=password)
+        return Client(connection, **options)
 
 
 TRANSPORT_OPTIONS: dict[str, tuple[Any, Any]] = {

@@ -23,7 +23,7 @@ from .descriptor import Descriptor
 from .errors import VerificationError
 from .reference import Reference
 from .registry.client import RegistryClient
-from .registry.credentials import CredentialStore
+from .registry.connection import Connection
 from .signing import keys as signing_keys
 from .signing import storage
 from .signing.describe import ClaimedSigner, describe_bundle
@@ -107,8 +107,8 @@ def _session(
     if registry is not None:
         yield registry
         return
-    credentials = CredentialStore.for_registry(ref.registry)
-    with RegistryClient(credentials=credentials, plain_http=plain_http, insecure=insecure, ca_file=ca_file) as client:
+    connection = Connection(plain_http=plain_http, insecure=insecure, ca_file=ca_file, credentials_for=ref.registry)
+    with RegistryClient(connection) as client:
         yield client
 
 

@@ -48,7 +48,8 @@ from .errors import (
 from . import recordtrust
 from .jsondoc import load_object
 from .reference import Reference, validate_digest, validate_tag
-from .registry.client import FetchedManifest, ManifestPutResult, RegistryClient
+from .registry.client import RegistryClient
+from .storage import FetchedManifest, ManifestPutResult
 from .signing import storage
 
 if TYPE_CHECKING:

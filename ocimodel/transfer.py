@@ -45,12 +45,14 @@ from .errors import (
     IntegrityError,
     NetworkError,
     RegistryError,
+    TransferInterrupted,
     UsageError,
 )
 from .files import SourceFile, file_chunks, sha256_file
 from .titles import validate_titles
 from .reference import Reference
-from .registry.client import RegistryClient, StreamedUploadFailed, TransferInterrupted
+from .registry.client import RegistryClient
+from .registry.uploads import StreamedUploadFailed
 from .registry.retry import RetryableFailure
 from .verify import VerifyingWriter
 

@@ -43,6 +43,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 from ocimodel.registry.retry import RetryPolicy
 
@@ -591,7 +592,7 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def client(registry: RegistryServer, docker_config: Path) -> Iterator[RegistryClient]:
     """A RegistryClient for the plain-http ``registry`` (retries recorded, not slept)."""
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+    with RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as c:
         yield c
 
 
@@ -613,5 +614,5 @@ def retry_sleeps() -> list[float]:
 @pytest.fixture
 def proxy_client(fault_proxy: "FaultProxy", docker_config: Path, retry_sleeps: list[float]) -> Iterator[RegistryClient]:
     """A client talking to the registry through ``fault_proxy``; short timeout, retries not slept."""
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(retry_sleeps), timeout=5.0) as c:
+    with RegistryClient(Connection(plain_http=True, timeout=5.0), credentials=CredentialStore(), retry=fast_retry(retry_sleeps)) as c:
         yield c

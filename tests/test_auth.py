@@ -14,7 +14,9 @@ from ocimodel.descriptor import LAYER_MEDIA_TYPE, MANIFEST_V1, Descriptor, Manif
 from ocimodel.errors import AuthError, NetworkError
 from ocimodel.reference import Reference
 from ocimodel.registry.auth import Challenge, parse_challenges
-from ocimodel.registry.client import DeferredTrustContext, RegistryClient
+from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.tls import DeferredTrustContext
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 
 
@@ -64,7 +66,7 @@ def test_parse_several_challenges_and_escapes() -> None:
 def test_tls_basic_auth_round_trip(tls_basic_registry: RegistryServer, repo: str, docker_config: Path) -> None:
     server = tls_basic_registry
     _login(server)
-    with RegistryClient(ca_file=server.ca_file) as client:
+    with RegistryClient(Connection(ca_file=server.ca_file)) as client:
         client.ping(server.host)
         _round_trip(client, server, repo)
 
@@ -77,7 +79,7 @@ def test_wrong_password_is_auth_error_without_the_password(
     assert server.username
     CredentialStore().login(server.host, server.username, secret)
     caplog.set_level(logging.DEBUG)
-    with RegistryClient(ca_file=server.ca_file) as client:
+    with RegistryClient(Connection(ca_file=server.ca_file)) as client:
         with pytest.raises(AuthError, match=f"wrong username or password for {server.host}") as info:
             client.ping(server.host)
         with pytest.raises(AuthError) as info2:
@@ -89,7 +91,7 @@ def test_wrong_password_is_auth_error_without_the_password(
 
 def test_no_credentials_says_login(tls_basic_registry: RegistryServer, repo: str, docker_config: Path) -> None:
     server = tls_basic_registry
-    with RegistryClient(ca_file=server.ca_file) as client:
+    with RegistryClient(Connection(ca_file=server.ca_file)) as client:
         with pytest.raises(AuthError, match=f"authentication required for {server.host}: run 'ocimodel login"):
             client.head_manifest(Reference(server.host, repo, "v1"))
 
@@ -123,7 +125,7 @@ def test_default_trust_is_loaded_at_the_first_tls_connection_only() -> None:
 def test_insecure_skips_verification(tls_basic_registry: RegistryServer, repo: str, docker_config: Path) -> None:
     server = tls_basic_registry
     _login(server)
-    with RegistryClient(insecure=True) as client:
+    with RegistryClient(Connection(insecure=True)) as client:
         _round_trip(client, server, repo)
 
 
@@ -133,7 +135,7 @@ def test_insecure_skips_verification(tls_basic_registry: RegistryServer, repo: s
 def test_token_flow_and_caching(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     _login(token_registry)
     before = token_registry.token_requests
-    with RegistryClient(plain_http=True) as client:
+    with RegistryClient(Connection(plain_http=True)) as client:
         _round_trip(client, token_registry, repo)
         ref = Reference(token_registry.host, repo, "v1")
         for _ in range(20):
@@ -145,14 +147,14 @@ def test_token_flow_and_caching(token_registry: TokenRegistry, repo: str, docker
 
 def test_token_wrong_password(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     CredentialStore().login(token_registry.host, "bob", "not-the-password")
-    with RegistryClient(plain_http=True) as client:
+    with RegistryClient(Connection(plain_http=True)) as client:
         with pytest.raises(AuthError, match=f"wrong username or password for {token_registry.host}") as info:
             client.head_manifest(Reference(token_registry.host, repo, "v1"))
     assert "not-the-password" not in str(info.value)
 
 
 def test_token_anonymous_is_denied(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
-    with RegistryClient(plain_http=True) as client:
+    with RegistryClient(Connection(plain_http=True)) as client:
         with pytest.raises(AuthError, match="run 'ocimodel login"):
             client.head_manifest(Reference(token_registry.host, repo, "v1"))
 
@@ -160,7 +162,7 @@ def test_token_anonymous_is_denied(token_registry: TokenRegistry, repo: str, doc
 def test_refused_token_is_fetched_again_once(token_registry: TokenRegistry, repo: str, docker_config: Path) -> None:
     _login(token_registry)
     tokens = token_registry.token_server
-    with RegistryClient(plain_http=True) as client:
+    with RegistryClient(Connection(plain_http=True)) as client:
         ref = Reference(token_registry.host, repo, "v1")
         client.head_manifest(ref)  # learn the challenge, cache a good token
         tokens.bad_tokens = 1
@@ -175,7 +177,7 @@ def test_expired_token_is_refreshed(token_registry: TokenRegistry, repo: str, do
     tokens = token_registry.token_server
     tokens.expires_in = 1
     try:
-        with RegistryClient(plain_http=True) as client:
+        with RegistryClient(Connection(plain_http=True)) as client:
             ref = Reference(token_registry.host, repo, "v1")
             client.head_manifest(ref)
             before = tokens.token_requests
@@ -192,7 +194,7 @@ def test_identity_token_uses_oauth2_post(token_registry: TokenRegistry, repo: st
     )
     tokens = token_registry.token_server
     start = len(tokens.server.requests)
-    with RegistryClient(plain_http=True) as client:
+    with RegistryClient(Connection(plain_http=True)) as client:
         _round_trip(client, token_registry, repo)
     methods = {r.method for r in tokens.server.requests[start:]}
     assert methods == {"POST"}
@@ -205,7 +207,7 @@ def test_identity_token_falls_back_to_get(token_registry: TokenRegistry, repo: s
     tokens = token_registry.token_server
     tokens.allow_post = False
     try:
-        with RegistryClient(plain_http=True) as client:
+        with RegistryClient(Connection(plain_http=True)) as client:
             _round_trip(client, token_registry, repo)
     finally:
         tokens.allow_post = True
@@ -215,7 +217,7 @@ def test_cross_repo_mount_with_tokens(token_registry: TokenRegistry, repo: str, 
     _login(token_registry)
     data = b"mount me"
     desc = Descriptor.from_bytes(LAYER_MEDIA_TYPE, data)
-    with RegistryClient(plain_http=True) as client:
+    with RegistryClient(Connection(plain_http=True)) as client:
         client.push_blob(Reference(token_registry.host, repo), desc, lambda: [data])
         target = Reference(token_registry.host, repo + "-copy")
         client.push_blob(target, desc, lambda: pytest.fail("must mount, not upload"), mount_from=repo)
@@ -223,11 +225,11 @@ def test_cross_repo_mount_with_tokens(token_registry: TokenRegistry, repo: str, 
 
 
 def test_ping_checks_token_credentials(token_registry: TokenRegistry, docker_config: Path) -> None:
-    with RegistryClient(plain_http=True) as client:
+    with RegistryClient(Connection(plain_http=True)) as client:
         client.ping(token_registry.host)  # anonymous tokens may read /v2/
         CredentialStore().login(token_registry.host, "bob", "wrong")
         with pytest.raises(AuthError, match="wrong username or password"):
-            RegistryClient(plain_http=True).ping(token_registry.host)
+            RegistryClient(Connection(plain_http=True)).ping(token_registry.host)
     _login(token_registry)
-    with RegistryClient(plain_http=True) as client:
+    with RegistryClient(Connection(plain_http=True)) as client:
         client.ping(token_registry.host)

@@ -88,8 +88,9 @@ def test_integrity_failure_exit_code(registry, repo, tmp_path, cli_env):
     src.write_bytes(os.urandom(10_000))
     digest = run("push", str(src), f"{registry.host}/{repo}:1", "--no-git", env=cli_env).stdout.strip()
     from ocimodel.api import Client
+    from ocimodel.registry.connection import Connection
 
-    with Client(plain_http=True) as c:
+    with Client(Connection(plain_http=True)) as c:
         layer_digest = c.inspect(f"{registry.host}/{repo}@{digest}").files[0].digest
     registry.blob_path(layer_digest).write_bytes(b"tampered" * 1250)
     out = run("pull", f"{registry.host}/{repo}:1", str(tmp_path / "out"), env=cli_env)

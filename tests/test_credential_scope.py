@@ -26,6 +26,7 @@ from test_hostile_registry import Scripted
 from ocimodel.errors import AuthError, UsageError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import Credential, CredentialStore
 
 HOSTILE_IP = "127.0.0.2"  # another loopback address: Linux answers on all of 127.0.0.0/8
@@ -239,7 +240,7 @@ def test_registry_redirect_to_another_host(front, hostile_servers, where, scheme
 def test_token_for_one_registry_never_goes_to_another(token_registry: TokenRegistry, hostile, repo, docker_config):
     """A token cached for the token registry is not offered to a host asking for the same scope."""
     given = CredentialStore().given_to(token_registry.host, Credential(token_registry.username, token_registry.password))
-    with RegistryClient(plain_http=True, credentials=given, retry=fast_retry()) as client:
+    with RegistryClient(Connection(plain_http=True), credentials=given, retry=fast_retry()) as client:
         client.push_blob_bytes(Reference(token_registry.host, repo), "application/octet-stream", b"x")
         with pytest.raises(AuthError):
             client.head_manifest(Reference(hostile.host, repo, tag="1"))
@@ -278,9 +279,9 @@ def test_python_client_uses_given_credentials_only_for_credentials_for(basic_reg
         monkeypatch.setenv(key, env[key])
     monkeypatch.setenv("DOCKER_CONFIG", str(Path(env["DOCKER_CONFIG"]) / "empty"))
     ref = f"{basic_registry.host}/{repo}:1"
-    with Client(plain_http=True) as client, pytest.raises(AuthError, match="credentials_for"):
+    with Client(Connection(plain_http=True)) as client, pytest.raises(AuthError, match="credentials_for"):
         client.push(model, ref, code=False)  # the environment names no registry by itself
-    with Client(plain_http=True, credentials_for=basic_registry.host) as client:
+    with Client(Connection(plain_http=True, credentials_for=basic_registry.host)) as client:
         assert client.push(model, ref, code=False).digest.startswith("sha256:")
     with pytest.raises(UsageError, match="credentials_for"):
-        Client(username="u", password="p")
+        Client(Connection(username="u", password="p"))

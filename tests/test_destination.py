@@ -21,12 +21,13 @@ import pytest
 from ocimodel.api import Client
 from ocimodel.errors import OcimodelError, UnsafeContentError, UsageError
 from ocimodel.installed import STATE_NAME
+from ocimodel.registry.connection import Connection
 from transfer_helpers import everything, model_tree
 
 
 @pytest.fixture
 def oc(registry, docker_config):
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         yield client
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from ocimodel.api import Client
+from ocimodel.registry.connection import Connection
 
 pytest_plugins = ["sigstore_fixtures"]
 
@@ -38,7 +39,7 @@ def test_train_and_push_example(registry, repo, docker_config):
     assert out.returncode == 0, out.stderr
     pushed = json.loads(out.stdout)
     assert pushed["accuracy"] > 0.8  # a real model learned something
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         info = client.inspect(ref)
     config = info.config
     assert info.digest == pushed["digest"]
@@ -92,7 +93,7 @@ def test_github_actions_workflow_runs_push_sign_promote(registry, repo, docker_c
         assert done.returncode == 0, f"step {step['id']} failed:\n{done.stdout}\n{done.stderr}"
 
     digest = dict(line.split("=", 1) for line in github_env.read_text().splitlines())["MODEL_DIGEST"]
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         staged = client.stages(f"{registry.host}/{repo}")
         signatures = client.inspect(f"{registry.host}/{repo}@{digest}").signatures
     assert [(s.stage, s.digest) for s in staged] == [("staging", digest)]
@@ -107,7 +108,7 @@ def test_github_actions_gate_refuses_other_identity(registry, repo, docker_confi
     src = tmp_path / "m.bin"
     src.write_bytes(b"weights")
     ref = f"{registry.host}/{repo}:x"
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         digest = client.push(src, ref, code=False).digest
         token = sigstore_standin.mint_token(
             "repo:evil/fork:ref:refs/heads/main", "https://token.actions.githubusercontent.com",
@@ -122,5 +123,5 @@ def test_github_actions_gate_refuses_other_identity(registry, repo, docker_confi
     done = subprocess.run(["bash", "-e", "-c", promote["run"]], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 5, done.stderr
     assert "wrong identity" in done.stderr
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         assert client.stages(f"{registry.host}/{repo}") == []

@@ -19,6 +19,7 @@ import yaml
 from ocimodel.api import Client
 from ocimodel.installed import STATE_NAME
 from ocimodel.provenance import sign
+from ocimodel.registry.connection import Connection
 from ocimodel.signing.policy import VerificationPolicy
 
 pytest_plugins = ["sigstore_fixtures"]
@@ -138,7 +139,7 @@ def cluster(tmp_path, tls_basic_registry, sigstore_standin, repo, monkeypatch):
     (init.volume("/etc/ocimodel/docker") / "config.json").write_text(json.dumps(secret_config))
     policy = load("configmap-policy.yaml")["data"]["policy.yaml"]
     (init.volume("/etc/ocimodel/policy") / "policy.yaml").write_text(policy)
-    client = Client(ca_file=reg.ca_file, credentials_for=reg.host)  # OCIMODEL_USERNAME/PASSWORD, for this registry
+    client = Client(Connection(ca_file=reg.ca_file, credentials_for=reg.host))  # OCIMODEL_USERNAME/PASSWORD, for this registry
     yield init, client, sigstore_standin
     client.close()
 

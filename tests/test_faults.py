@@ -30,6 +30,7 @@ from ocimodel.destination import LOCK_NAME, PARTIAL_DIR, DestinationLock
 from ocimodel.errors import DigestMismatchError, NetworkError, UsageError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 from ocimodel.registry.retry import RetryPolicy
 from ocimodel.transfer import NullObserver
@@ -185,7 +186,7 @@ def _count_parsed_body_bytes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def test_large_blob_body_is_read_past_the_http_parser(proxy_client, fault_proxy, repo, one_file_model, tmp_path, monkeypatch):
     """After the first piece, a large blob's body comes straight off the connection, not through
-    h11 (which copies every byte three times: ~0.3 s of CPU per GiB; registry.client._body_pieces)."""
+    h11 (which copies every byte three times: ~0.3 s of CPU per GiB; registry.blobs._body_pieces)."""
     model, data = one_file_model
     ref = _ref(fault_proxy, repo)
     push_model(proxy_client, model, ref)
@@ -209,7 +210,7 @@ def test_small_blob_bodies_go_through_the_parser(proxy_client, fault_proxy, repo
 
 def test_stall_times_out_then_resumes(fault_proxy, repo, one_file_model, tmp_path, docker_config):
     model, data = one_file_model
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(), timeout=0.5) as c:
+    with RegistryClient(Connection(plain_http=True, timeout=0.5), credentials=CredentialStore(), retry=fast_retry()) as c:
         ref = _ref(fault_proxy, repo)
         layer = push_model(c, model, ref).manifest.layers[0]
         fault_proxy.add(Fault(method="GET", path=_blob_path(layer.digest), stall=3.0, stall_after=2 * MiB))
@@ -336,7 +337,7 @@ def test_registry_killed_mid_push_then_push_again_uploads_only_missing(tmp_path,
                         server._process.kill()  # SIGKILL: no graceful shutdown
                         server._process.wait()
 
-        with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+        with RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as c:
             with pytest.raises(NetworkError, match="cannot connect"):
                 push_model(c, model, ref, concurrency=1, observer=KillAfterThree())
             server.start()  # same port, same storage
@@ -373,7 +374,7 @@ def test_registry_killed_mid_pull_then_restarted_pull_resumes(tmp_path, docker_c
                     server._process.wait()
                     server._process = None
 
-        with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+        with RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as c:
             layer = push_model(c, model, ref).manifest.layers[0]
         ranges: list[str] = []
 
@@ -383,7 +384,7 @@ def test_registry_killed_mid_pull_then_restarted_pull_resumes(tmp_path, docker_c
 
         retry = RetryPolicy(max_attempts=5, base_delay=0.01, sleep=sleep_and_restart)
         hooks = {"request": [record]}
-        with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=retry, event_hooks=hooks) as c:
+        with RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=retry, event_hooks=hooks) as c:
             pull_model(c, ref, tmp_path / "out", observer=KillMidBlob(), concurrency=1)
         assert restarts, "the registry was never killed mid-pull"
         assert tree(tmp_path / "out") == {"big.bin": data}
@@ -425,8 +426,7 @@ def test_expired_token_is_refreshed_mid_transfer(token_registry, tmp_path, docke
             refused.append(f"{response.request.method} {response.request.url.path}")
 
     credentials = CredentialStore.for_registry(token_registry.host)  # the environment's, for this registry
-    with RegistryClient(plain_http=True, credentials=credentials, retry=fast_retry(),
-                        event_hooks={"response": [on_response]}) as c:
+    with RegistryClient(Connection(plain_http=True), credentials=credentials, retry=fast_retry(), event_hooks={"response": [on_response]}) as c:
         before = token_registry.token_requests
         pushed = push_model(c, model, ref, concurrency=1, observer=SlowObserver())
         assert pushed.uploaded == 2
@@ -468,12 +468,12 @@ def test_concurrent_thread_pulls_into_one_dest(fault_proxy, repo, tmp_path, dock
 
     def pull(dest: Path) -> None:
         try:
-            with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+            with RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as c:
                 pull_model(c, ref, dest)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+    with RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as c:
         push_model(c, model, ref)
     dest = tmp_path / "out"
     threads = [threading.Thread(target=pull, args=(dest,)) for _ in range(3)]

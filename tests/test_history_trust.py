@@ -21,6 +21,7 @@ from ocimodel.api import Client
 from ocimodel.descriptor import EMPTY_JSON, EMPTY_V1, INDEX_V1, Descriptor, Manifest
 from ocimodel.errors import UsageError, VerificationError
 from ocimodel.reference import Reference
+from ocimodel.registry.connection import Connection
 from ocimodel.signing import keys as signing_keys
 from ocimodel.signing import storage
 from ocimodel.signing.policy import VerificationPolicy
@@ -56,7 +57,7 @@ def repo_ref(registry, repo) -> Reference:
 @pytest.fixture
 def push(registry, docker_config, tmp_path: Path):
     """push(repo, tag) -> digest of a fresh one-file model."""
-    oc = Client(plain_http=True)
+    oc = Client(Connection(plain_http=True))
 
     def _push(repo: str, tag: str) -> str:
         src = tmp_path / f"model-{repo.replace('/', '_')}-{tag}.bin"

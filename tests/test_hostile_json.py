@@ -35,6 +35,7 @@ from ocimodel.installed import STATE_NAME, InstalledFile, InstallState, read_sta
 from ocimodel.jsondoc import MAX_DEPTH
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 from ocimodel.stages import Actor, PromotionRecord
 
@@ -160,7 +161,7 @@ def test_media_type_of_deep_manifest_is_none_not_a_crash():
 
 @pytest.fixture
 def client(registry, docker_config):
-    with RegistryClient(plain_http=True, credentials=CredentialStore()) as c:
+    with RegistryClient(Connection(plain_http=True), credentials=CredentialStore()) as c:
         yield c
 
 

@@ -40,6 +40,7 @@ from ocimodel.errors import (
     UnsafeContentError,
     UsageError,
 )
+from ocimodel.registry.connection import Connection
 from ocimodel.titles import validate_titles
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
@@ -107,7 +108,7 @@ def fake(server: LocalServer) -> tuple[Scripted, LocalServer]:
 
 @pytest.fixture
 def client(docker_config: Path) -> Iterator[RegistryClient]:
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as c:
+    with RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as c:
         yield c
 
 

@@ -11,7 +11,9 @@ from ocimodel.api import Client
 from ocimodel.errors import NotFoundError
 from ocimodel.lineage import CYCLE, NOT_FOLLOWED, OK, UNRESOLVED, LineageNode, lineage, render_tree
 from ocimodel.reference import Reference
-from ocimodel.registry.client import FetchedManifest, RegistryClient
+from ocimodel.registry.client import RegistryClient
+from ocimodel.storage import FetchedManifest
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 from registry_fixtures import fast_retry, free_port
 
@@ -21,7 +23,7 @@ MISSING = "sha256:" + "0" * 64
 @pytest.fixture
 def push(registry, docker_config, tmp_path: Path):
     """push(repository:tag, parents) -> digest of a fresh one-file model."""
-    oc = Client(plain_http=True)
+    oc = Client(Connection(plain_http=True))
 
     def _push(name: str, parents: tuple[str, ...] = ()) -> str:
         src = tmp_path / f"{name.replace('/', '_').replace(':', '_')}.bin"
@@ -114,7 +116,7 @@ class LyingClient(RegistryClient):
     """Serves another manifest for one digest (no verification): the only way to make a cycle."""
 
     def __init__(self, swap: dict[str, Reference]) -> None:
-        super().__init__(plain_http=True, credentials=CredentialStore(), retry=fast_retry())
+        super().__init__(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry())
         self.swap = swap
 
     def get_manifest(self, ref: Reference, accept=()) -> FetchedManifest:  # type: ignore[override]

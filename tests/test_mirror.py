@@ -30,6 +30,7 @@ from ocimodel.api import Client
 from ocimodel.descriptor import MANIFEST_V1
 from ocimodel.errors import NotFoundError, UsageError
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 from ocimodel.reference import Reference
 from ocimodel.registry.mirrors import Mirror, parse_mirrors
@@ -57,7 +58,7 @@ class Requests:
 
 def _client(mirrors: dict[str, list[str]] | None, requests: Requests | None = None, **kwargs: object) -> RegistryClient:
     hooks = {"request": [requests.hook]} if requests else None
-    return RegistryClient(plain_http=True, retry=fast_retry(), mirrors=mirrors, event_hooks=hooks, **kwargs)  # type: ignore[arg-type]
+    return RegistryClient(Connection(plain_http=True, mirrors=mirrors), retry=fast_retry(), event_hooks=hooks, **kwargs)  # type: ignore[arg-type]
 
 
 def _model(directory: Path, big: int = 3 * MiB) -> dict[str, bytes]:
@@ -77,7 +78,7 @@ def pushed(registry: RegistryServer, docker_config: Path, tmp_path: Path) -> tup
     """A model pushed to the origin: (reference, files, PushResult)."""
     files = _model(tmp_path / "model")
     ref = f"{registry.host}/mirror/{uuid.uuid4().hex[:8]}:v1"
-    with Client(plain_http=True, use_cache=False) as client:
+    with Client(Connection(plain_http=True), use_cache=False) as client:
         result = client.push(tmp_path / "model", ref)
     return ref, files, result
 
@@ -93,7 +94,7 @@ def test_pull_through_the_mirror(
 ) -> None:
     ref, files, result = pushed
     seen = Requests()
-    caplog.set_level(logging.INFO, logger="ocimodel.registry.client")
+    caplog.set_level(logging.INFO, logger="ocimodel.registry")
     digest = _pull(_client({registry.host: [proxy_registry.url]}, seen), ref, tmp_path / "out")
     assert digest == result.digest and _tree(tmp_path / "out") == files
     # Every read went to the mirror, none to the origin; the mirror now holds the blobs.
@@ -123,10 +124,7 @@ def test_mirror_down_falls_back_to_the_origin_without_retrying_it(
     dead = f"127.0.0.1:{free_port()}"
     seen = Requests()
     sleeps: list[float] = []
-    client = RegistryClient(
-        plain_http=True, retry=fast_retry(sleeps), mirrors={registry.host: [f"http://{dead}"]},
-        event_hooks={"request": [seen.hook]},
-    )
+    client = RegistryClient(Connection(plain_http=True, mirrors={registry.host: [f"http://{dead}"]}), retry=fast_retry(sleeps), event_hooks={"request": [seen.hook]})
     assert _pull(client, ref, tmp_path / "out") == result.digest
     assert _tree(tmp_path / "out") == files
     # One attempt, no backoff; then the dead mirror is skipped for a while, not asked per blob.
@@ -148,7 +146,7 @@ def test_mirror_with_tampered_content_falls_back_to_the_origin(
     cached.write_bytes(bytes(poisoned))
 
     seen = Requests()
-    caplog.set_level(logging.INFO, logger="ocimodel.registry.client")
+    caplog.set_level(logging.INFO, logger="ocimodel.registry")
     assert _pull(_client(mirrors, seen), ref, tmp_path / "second") == result.digest
     assert _tree(tmp_path / "second") == files
     blob = f"/blobs/{weights.digest}"
@@ -202,7 +200,7 @@ def test_origin_down_the_mirror_still_serves_what_it_cached(
     origin, mirror = origin_and_mirror
     files = _model(tmp_path / "model", big=MiB)
     ref = f"{origin.host}/m/offline:v1"
-    with Client(plain_http=True, use_cache=False) as client:
+    with Client(Connection(plain_http=True), use_cache=False) as client:
         result = client.push(tmp_path / "model", ref)
     mirrors = {origin.host: [mirror.url]}
     _pull(_client(mirrors), ref, tmp_path / "first")
@@ -305,9 +303,9 @@ def test_parse_mirrors_refuses_bad_input(value: str, message: str) -> None:
 
 def test_client_checks_its_mirrors(docker_config: Path) -> None:
     with pytest.raises(UsageError, match="not a URL"):
-        RegistryClient(mirrors={"https://ghcr.io": ["https://m.local"]})
+        RegistryClient(Connection(mirrors={"https://ghcr.io": ["https://m.local"]}))
     with pytest.raises(UsageError, match="a list of URLs"):
-        RegistryClient(mirrors={"ghcr.io": "https://m.local"})  # type: ignore[dict-item]
+        RegistryClient(Connection(mirrors={"ghcr.io": "https://m.local"}))  # type: ignore[dict-item]
 
 
 def test_cli_pull_through_mirror_env(registry, proxy_registry, repo, tmp_path, docker_config):
@@ -317,7 +315,7 @@ def test_cli_pull_through_mirror_env(registry, proxy_registry, repo, tmp_path, d
 
     src = tmp_path / "w.bin"
     src.write_bytes(os.urandom(50_000))
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         pushed = client.push(src, f"{registry.host}/{repo}:1", code=False)
     env = {**os.environ, "OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config),
            "OCIMODEL_MIRROR": f"{registry.host}=http://{proxy_registry.host}"}

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from ocimodel.cli import app
 from ocimodel.errors import UsageError
+from ocimodel.registry.connection import Connection
 from ocimodel.signing import keys as signing_keys
 from ocimodel.signing.policy import POLICY_VARIABLES
 
@@ -223,7 +224,7 @@ def test_api_policy_objects_are_checked_too(workdir: Path, tmp_path: Path) -> No
     from ocimodel.api import Client
     from ocimodel.signing.policy import VerificationPolicy
 
-    with Client(plain_http=True) as client, pytest.raises(UsageError, match="no verification policy"):
+    with Client(Connection(plain_http=True)) as client, pytest.raises(UsageError, match="no verification policy"):
         client.pull(f"{NOWHERE}@sha256:" + "0" * 64, tmp_path / "d", policy=VerificationPolicy())  # not exit 7
     with pytest.raises(UsageError, match="key must be a list"):
         VerificationPolicy(keys="k.pub")  # type: ignore[arg-type]

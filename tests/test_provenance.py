@@ -21,7 +21,9 @@ from ocimodel.descriptor import EMPTY_DIGEST, EMPTY_V1, INDEX_V1, MANIFEST_V1, D
 from ocimodel.errors import UsageError, VerificationError
 from ocimodel.provenance import SignResult
 from ocimodel.reference import Reference
-from ocimodel.registry.client import FetchedManifest, RegistryClient
+from ocimodel.registry.client import RegistryClient
+from ocimodel.storage import FetchedManifest
+from ocimodel.registry.connection import Connection
 from ocimodel.signing.policy import VerificationPolicy
 from ocimodel.signing.statement import BUNDLE_MEDIA_TYPE, PREDICATE_TYPE
 from ocimodel.signing.storage import fallback_tag
@@ -47,7 +49,7 @@ def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def oc(registry, docker_config):
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         yield client
 
 
@@ -243,8 +245,8 @@ class RacingClient(RegistryClient):
     before any of them writes.
     """
 
-    def __init__(self, barrier: threading.Barrier, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, barrier: threading.Barrier, connection: Connection) -> None:
+        super().__init__(connection)
         self._barrier = barrier
         self._waited = False
 
@@ -259,7 +261,7 @@ class RacingClient(RegistryClient):
 
 def test_racing_signers_both_listed(registry, repo, docker_config, tmp_path, keypair, other_keypair):
     ref = f"{registry.host}/{repo}:race"
-    with Client(plain_http=True) as oc:
+    with Client(Connection(plain_http=True)) as oc:
         digest = push_model(oc, ref, tmp_path)
     barrier = threading.Barrier(2)
     results: dict[str, SignResult] = {}
@@ -267,7 +269,7 @@ def test_racing_signers_both_listed(registry, repo, docker_config, tmp_path, key
 
     def signer(name: str, key: Path) -> None:
         try:
-            with Client(registry=RacingClient(barrier, plain_http=True)) as client:
+            with Client(registry=RacingClient(barrier, Connection(plain_http=True))) as client:
                 results[name] = client.sign(ref, key=key)
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -281,7 +283,7 @@ def test_racing_signers_both_listed(registry, repo, docker_config, tmp_path, key
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
-    with Client(plain_http=True) as oc:
+    with Client(Connection(plain_http=True)) as oc:
         listed = {d.digest for d in fallback_index(oc.registry, ref, digest).manifests}
         assert listed == {results["a"].referrer, results["b"].referrer}
         both = VerificationPolicy(keys=(keypair[1], other_keypair[1]))
@@ -320,8 +322,8 @@ def test_referrers_api_used_when_available(registry, repo, docker_config, tmp_pa
     """A registry with the referrers API: no fallback tag written, discovery through the API."""
 
     class ReferrersApiClient(RegistryClient):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
+        def __init__(self, connection: Connection) -> None:
+            super().__init__(connection)
             self.indexed: dict[str, list[Descriptor]] = {}
 
         def put_manifest_result(self, ref: Reference, raw: bytes, media_type: str) -> Any:
@@ -335,14 +337,14 @@ def test_referrers_api_used_when_available(registry, repo, docker_config, tmp_pa
             return list(self.indexed.get(subject_digest, []))
 
     ref = f"{registry.host}/{repo}:api"
-    api_client = ReferrersApiClient(plain_http=True)
+    api_client = ReferrersApiClient(Connection(plain_http=True))
     with Client(registry=api_client) as oc:
         digest = push_model(oc, ref, tmp_path)
         signed = oc.sign(ref, key=keypair[0])
         assert signed.fallback_tag is None
         assert oc.registry.head_manifest(Reference.parse(ref).with_tag(fallback_tag(digest))) is None
         assert oc.verify(ref, VerificationPolicy(keys=(keypair[1],))).digest == digest
-    with Client(plain_http=True) as plain, pytest.raises(VerificationError, match="no signature found"):
+    with Client(Connection(plain_http=True)) as plain, pytest.raises(VerificationError, match="no signature found"):
         plain.verify(ref, VerificationPolicy(keys=(keypair[1],)))  # nothing in the fallback tag
 
 
@@ -400,8 +402,8 @@ def test_signature_of_another_digest_refused(oc, registry, repo, tmp_path, keypa
 class RecordingClient(RegistryClient):
     """A real client that records the references of every manifest request."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
         self.requested: list[Reference] = []
 
     def get_manifest(self, ref: Reference, *args: Any, **kwargs: Any) -> FetchedManifest:
@@ -416,7 +418,7 @@ class RecordingClient(RegistryClient):
 def test_pull_with_policy_pulls_exactly_the_verified_digest(oc, model, tmp_path, sigstore_standin):
     ref, digest = model
     sign_as(oc, ref, sigstore_standin)
-    recording = RecordingClient(plain_http=True)
+    recording = RecordingClient(Connection(plain_http=True))
     with Client(registry=recording) as client:
         result = client.pull(ref, tmp_path / "out", policy=keyless_policy(sigstore_standin))
     assert result.digest == digest

@@ -22,12 +22,13 @@ from ocimodel.descriptor import (
 from ocimodel.errors import DigestMismatchError, NotFoundError, UnsafeContentError, UsageError
 from ocimodel.installed import STATE_NAME as STATE  # the one file a successful pull adds
 from ocimodel.reference import Reference
+from ocimodel.registry.connection import Connection
 from transfer_helpers import everything, model_tree, tree
 
 
 @pytest.fixture
 def oc(registry, docker_config):
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         yield client
 
 
@@ -250,11 +251,11 @@ def test_missing_tag_is_not_found(oc, registry, repo, tmp_path):
 def test_pull_by_digest_and_module_functions(registry, repo, tmp_path):
     src = tmp_path / "w"
     src.write_bytes(b"abc" * 1000)
-    pushed = ocimodel.push(src, f"{registry.host}/{repo}:d", plain_http=True)
-    pulled = ocimodel.pull(f"{registry.host}/{repo}@{pushed.digest}", tmp_path / "o", plain_http=True)
+    pushed = ocimodel.push(src, f"{registry.host}/{repo}:d", connection=Connection(plain_http=True))
+    pulled = ocimodel.pull(f"{registry.host}/{repo}@{pushed.digest}", tmp_path / "o", connection=Connection(plain_http=True))
     assert pulled.digest == pushed.digest and (tmp_path / "o" / "w").read_bytes() == src.read_bytes()
-    assert ocimodel.inspect(f"{registry.host}/{repo}:d", plain_http=True).digest == pushed.digest
-    assert ocimodel.tags(f"{registry.host}/{repo}", plain_http=True) == ["d"]
+    assert ocimodel.inspect(f"{registry.host}/{repo}:d", connection=Connection(plain_http=True)).digest == pushed.digest
+    assert ocimodel.tags(f"{registry.host}/{repo}", connection=Connection(plain_http=True)) == ["d"]
 
 
 def test_oras_py_pulls_ocimodel_artifact(oc, registry, repo, model_dir, tmp_path):

@@ -36,7 +36,9 @@ from ocimodel.errors import (
     UsageError,
 )
 from ocimodel.reference import Reference
-from ocimodel.registry.client import RegistryClient, group_chunks, split_pieces
+from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.uploads import group_chunks, split_pieces
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 
 MiB = 1024 * 1024
@@ -53,7 +55,7 @@ def _counting_client(counts: dict[str, int], **kwargs: object) -> RegistryClient
         key = f"{request.method} {'uploads' if '/blobs/uploads/' in request.url.path else request.url.path.split('/')[-2]}"
         counts[key] = counts.get(key, 0) + 1
 
-    return RegistryClient(plain_http=True, retry=fast_retry(), event_hooks={"request": [hook]}, **kwargs)  # type: ignore[arg-type]
+    return RegistryClient(Connection(plain_http=True), retry=fast_retry(), event_hooks={"request": [hook]}, **kwargs)  # type: ignore[arg-type]
 
 
 def _push_model(client: RegistryClient, ref: Reference, payload: bytes = b"weights") -> Manifest:
@@ -119,7 +121,7 @@ def test_upload_body_is_streamed_in_small_pieces(registry: RegistryServer, repo:
     seen: list[str | None] = []
     hook = lambda request: seen.append(request.headers.get("transfer-encoding"))  # noqa: E731
     data = os.urandom(3 * MiB)
-    with RegistryClient(plain_http=True, event_hooks={"request": [hook]}) as client:
+    with RegistryClient(Connection(plain_http=True), event_hooks={"request": [hook]}) as client:
         desc = client.push_blob_bytes(_ref(registry, repo), LAYER_MEDIA_TYPE, data)
     assert registry.blob_path(desc.digest).read_bytes() == data
     # A streamed body with an explicit Content-Length, never chunked transfer encoding.
@@ -161,7 +163,7 @@ def test_monolithic_put_refused_falls_back_to_chunks(docker_config: Path) -> Non
 
     data = b"0123456789abcdef"
     desc = Descriptor.from_bytes(LAYER_MEDIA_TYPE, data)
-    with LocalServer(handler) as server, RegistryClient(plain_http=True, chunk_size=4, retry=fast_retry()) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True), chunk_size=4, retry=fast_retry()) as client:
         assert client.push_blob(Reference(server.host, "r"), desc, lambda: iter([data]))
     assert bytes(stored) == data
     patches = [r for r in server.requests if r.method == "PATCH"]
@@ -190,7 +192,7 @@ def test_failed_upload_reopens_the_body(docker_config: Path) -> None:
 
     progress: list[int] = []
     desc = Descriptor.from_bytes(LAYER_MEDIA_TYPE, data)
-    with LocalServer(handler) as server, RegistryClient(plain_http=True, retry=fast_retry()) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True), retry=fast_retry()) as client:
         assert client.push_blob(Reference(server.host, "r"), desc, open_chunks, progress=progress.append)
     assert puts == [data, data] and len(opened) == 2
     assert sum(progress) == len(data)
@@ -253,7 +255,7 @@ def test_hostile_body_without_length_stops_at_size(docker_config: Path) -> None:
         return Reply(200, {"Content-Type": "application/octet-stream"}, b"A" * 5000, send_length=False)
 
     desc = Descriptor.from_bytes(LAYER_MEDIA_TYPE, b"A" * 100)
-    with LocalServer(handler) as server, RegistryClient(plain_http=True) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True)) as client:
         with client.open_blob(Reference(server.host, "r"), desc) as stream:
             received = bytearray()
             with pytest.raises(SizeMismatchError, match="more than the 100 bytes"):
@@ -350,7 +352,7 @@ def test_manifest_over_4_mib_from_registry_is_refused(docker_config: Path) -> No
     def handler(request: RecordedRequest) -> Reply:
         return Reply(200, {"Content-Type": MANIFEST_V1}, b" " * (4 * MiB + 1))
 
-    with LocalServer(handler) as server, RegistryClient(plain_http=True) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True)) as client:
         with pytest.raises(SchemaError, match="over the 4 MiB limit"):
             client.get_manifest(Reference(server.host, "r", "t"))
 
@@ -362,7 +364,7 @@ def test_delete_disabled_has_clear_message(docker_config: Path) -> None:
         return Reply(405, {"Content-Type": "application/json"}, body.encode())
 
     ref = Reference("h", "r", digest=sha256_digest(b"m"))
-    with LocalServer(handler) as server, RegistryClient(plain_http=True) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True)) as client:
         with pytest.raises(RegistryError, match="has deletion disabled"):
             client.delete_manifest(Reference(server.host, "r", digest=ref.digest))
 
@@ -387,7 +389,7 @@ def test_delete_tag_refused_by_distribution(client: RegistryClient, registry: Re
 
 def test_delete_tag_where_supported(docker_config: Path) -> None:
     """OCI distribution 1.1 allows DELETE /v2/<name>/manifests/<tag>; 202 means done."""
-    with LocalServer(lambda request: Reply(202)) as server, RegistryClient(plain_http=True) as client:
+    with LocalServer(lambda request: Reply(202)) as server, RegistryClient(Connection(plain_http=True)) as client:
         client.delete_tag(Reference(server.host, "team/model", "old"))
     assert [(r.method, r.path) for r in server.requests] == [("DELETE", "/v2/team/model/manifests/old")]
 
@@ -415,7 +417,7 @@ def test_list_tags_follows_link_pagination(docker_config: Path) -> None:
         headers, tags = pages[request.path]
         return Reply(200, headers, json.dumps({"name": "r", "tags": tags}).encode())
 
-    with LocalServer(handler) as server, RegistryClient(plain_http=True) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True)) as client:
         assert client.list_tags(Reference(server.host, "r")) == ["a", "b", "c"]
 
 
@@ -426,7 +428,7 @@ def test_referrers_api_when_supported(docker_config: Path) -> None:
     def handler(request: RecordedRequest) -> Reply:
         return Reply(200, {"Content-Type": INDEX_V1}, index.raw)
 
-    with LocalServer(handler) as server, RegistryClient(plain_http=True) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True)) as client:
         assert client.referrers(Reference(server.host, "r"), sha256_digest(b"subject")) == [entry]
 
 
@@ -449,7 +451,7 @@ def test_authorization_not_forwarded_on_redirect_to_another_host(docker_config: 
 
         with LocalServer(front) as front_server:
             CredentialStore().login(front_server.host, "user", "pw")
-            with RegistryClient(plain_http=True) as client:
+            with RegistryClient(Connection(plain_http=True)) as client:
                 assert client.fetch_blob_bytes(Reference(front_server.host, "r"), desc) == data
     assert front_server.requests[-1].headers["authorization"].startswith("Basic ")
     assert [r.path for r in storage_server.requests] == ["/bucket/blob?sig=abc"]
@@ -463,7 +465,7 @@ def test_retry_after_is_honoured(docker_config: Path) -> None:
         return answers.pop(0)
 
     sleeps: list[float] = []
-    with LocalServer(handler) as server, RegistryClient(plain_http=True, retry=fast_retry(sleeps)) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True), retry=fast_retry(sleeps)) as client:
         client.ping(server.host)
     assert sleeps == [3.0, 0.0]  # a date in the past means "now"
 
@@ -473,7 +475,7 @@ def test_retries_give_up_with_network_error(docker_config: Path) -> None:
         return Reply(503, body=b'{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}')
 
     sleeps: list[float] = []
-    with LocalServer(handler) as server, RegistryClient(plain_http=True, retry=fast_retry(sleeps)) as client:
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True), retry=fast_retry(sleeps)) as client:
         with pytest.raises(NetworkError, match="UNAVAILABLE: try later \\(503\\)"):
             client.ping(server.host)
     assert len(sleeps) == 4 and sleeps == sorted(sleeps)  # 5 attempts, growing backoff
@@ -483,8 +485,8 @@ def test_warning_header_is_logged(caplog: pytest.LogCaptureFixture, docker_confi
     def handler(request: RecordedRequest) -> Reply:
         return Reply(200, {"Warning": '299 - "this registry is deprecated"'})
 
-    with LocalServer(handler) as server, RegistryClient(plain_http=True) as client:
-        with caplog.at_level(logging.WARNING, logger="ocimodel.registry.client"):
+    with LocalServer(handler) as server, RegistryClient(Connection(plain_http=True)) as client:
+        with caplog.at_level(logging.WARNING, logger="ocimodel.registry"):
             client.ping(server.host)
     assert "this registry is deprecated" in caplog.text
 
@@ -493,13 +495,13 @@ def test_connection_refused_is_network_error(docker_config: Path) -> None:
     from registry_fixtures import free_port
 
     host = f"127.0.0.1:{free_port()}"
-    with RegistryClient(plain_http=True, retry=fast_retry()) as client:
+    with RegistryClient(Connection(plain_http=True), retry=fast_retry()) as client:
         with pytest.raises(NetworkError, match=f"cannot connect to registry {host}"):
             client.ping(host)
 
 
 def test_plain_http_against_tls_server(tls_basic_registry: RegistryServer, docker_config: Path) -> None:
-    with RegistryClient(plain_http=True, retry=fast_retry()) as client:
+    with RegistryClient(Connection(plain_http=True), retry=fast_retry()) as client:
         with pytest.raises(RegistryError, match="speaks https: drop --plain-http"):
             client.ping(tls_basic_registry.host)
 
@@ -544,16 +546,16 @@ def test_retry_policy_backoff_and_caps() -> None:
 def test_plain_http_from_environment(monkeypatch: pytest.MonkeyPatch, docker_config: Path) -> None:
     monkeypatch.setenv("OCIMODEL_PLAIN_HTTP", "1")
     with RegistryClient() as client:
-        assert client.scheme == "http"
+        assert client.transport.scheme == "http"
     monkeypatch.setenv("OCIMODEL_PLAIN_HTTP", "0")
     with RegistryClient() as client:
-        assert client.scheme == "https"  # never downgraded automatically, not even for localhost
+        assert client.transport.scheme == "https"  # never downgraded automatically, not even for localhost
 
 
 def test_client_reads_the_socket_in_1_mib_pieces() -> None:
-    """Pull speed depends on it (see registry.client._raise_read_size): an httpcore upgrade
+    """Pull speed depends on it (see registry.blobs.raise_read_size): an httpcore upgrade
     that renames the knob must fail here, not silently halve throughput."""
     from httpcore._sync.http11 import HTTP11Connection
 
-    with RegistryClient(plain_http=True):
+    with RegistryClient(Connection(plain_http=True)):
         assert HTTP11Connection.READ_NUM_BYTES >= 1024 * 1024

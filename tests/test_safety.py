@@ -21,6 +21,7 @@ from ocimodel.api import Client
 from ocimodel.config import ModelConfig
 from ocimodel.errors import DigestMismatchError, ExitCode, UsageError, VerificationError
 from ocimodel.licenses import LicenseError, check_license, model_license
+from ocimodel.registry.connection import Connection
 from ocimodel.safety import (
     UnsafeModelError,
     check_blobs_safe,
@@ -56,7 +57,7 @@ def safetensors(data_bytes: int = 8) -> bytes:
 
 @pytest.fixture
 def oc(registry, docker_config):
-    with Client(plain_http=True) as client:
+    with Client(Connection(plain_http=True)) as client:
         yield client
 
 

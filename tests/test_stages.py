@@ -16,6 +16,7 @@ from ocimodel.descriptor import EMPTY_DIGEST, EMPTY_JSON, EMPTY_V1, Descriptor, 
 from ocimodel.errors import InvalidReferenceError, UsageError, VerificationError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 from ocimodel.signing import keys as signing_keys
 from ocimodel.signing import storage
@@ -70,7 +71,7 @@ def repo_ref(registry, repo) -> Reference:
 @pytest.fixture
 def push(registry, repo, docker_config, tmp_path: Path):
     """push(tag) -> digest of a fresh one-file model tagged ``tag`` in ``repo``."""
-    oc = Client(plain_http=True)
+    oc = Client(Connection(plain_http=True))
 
     def _push(tag: str) -> str:
         src = tmp_path / f"model-{tag}.bin"
@@ -82,7 +83,7 @@ def push(registry, repo, docker_config, tmp_path: Path):
 
 
 def new_client(**kwargs) -> RegistryClient:
-    return RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(), **kwargs)
+    return RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry(), **kwargs)
 
 
 def tags_of(client: RegistryClient, repo_ref: Reference) -> list[str]:

@@ -20,6 +20,7 @@ from ocimodel.cache import BlobCache
 from ocimodel.errors import DigestMismatchError, NotFoundError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 
 MiB = 1024 * 1024
@@ -150,10 +151,10 @@ def test_blob_in_another_repository_is_mounted_not_uploaded(fault_proxy, proxy_c
 def test_streamed_push_and_direct_pull_with_tls_and_authentication(kind, request, repo, tmp_path, docker_config):
     server = request.getfixturevalue("tls_basic_registry" if kind == "tls_basic" else "token_registry")
     CredentialStore().login(server.host, server.username, server.password)
-    # Over 4 MiB: the pull reads the body past h11 (registry.client._body_pieces), over TLS too.
+    # Over 4 MiB: the pull reads the body past h11 (registry.blobs._body_pieces), over TLS too.
     data = write_random(tmp_path / "model" / "weights.bin", 6 * MiB + 7)
     options = {"ca_file": server.ca_file} if kind == "tls_basic" else {"plain_http": True}
-    with RegistryClient(retry=fast_retry(), **options) as client:
+    with RegistryClient(Connection(**options), retry=fast_retry()) as client:
         ref = Reference(server.host, repo, "v1")
         pushed = push_model(client, tmp_path / "model", ref, stream_min=STREAM_MIN)
         assert pushed.uploaded == 1

@@ -26,6 +26,7 @@ from transfer_helpers import pull_model, push_model, write_random
 from ocimodel.errors import NetworkError, UsageError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 from ocimodel.registry.retry import RetryableFailure, RetryPolicy
 from ocimodel.registry.timeouts import PROGRESS_BYTES, Timeouts
@@ -57,9 +58,9 @@ def cli_env(docker_config: Path) -> dict[str, str]:
 def pushed(fault_proxy: FaultProxy, repo: str, tmp_path: Path, docker_config: Path) -> Iterator[tuple[Reference, str]]:
     """A two-file model behind the fault proxy: (reference, digest of its 5 MiB layer)."""
     write_random(tmp_path / "model" / "small.bin", 300_000)
-    write_random(tmp_path / "model" / "large.bin", 5 * MiB)  # read past h11 (client._body_pieces)
+    write_random(tmp_path / "model" / "large.bin", 5 * MiB)  # read past h11 (registry.blobs._body_pieces)
     ref = Reference(registry=fault_proxy.host, repository=repo, tag="v1")
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry()) as client:
+    with RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as client:
         manifest = push_model(client, tmp_path / "model", ref).manifest
     yield ref, manifest
     fault_proxy.clear()
@@ -135,8 +136,7 @@ def test_dribbling_token_server(token_registry, docker_config):
         def challenge(request: RecordedRequest) -> Reply:
             return Reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="s",scope="repository:m:pull"'})
 
-        with LocalServer(challenge) as front, RegistryClient(plain_http=True, credentials=CredentialStore(),
-                                                              retry=fast_retry(), timeout=1) as client:
+        with LocalServer(challenge) as front, RegistryClient(Connection(plain_http=True, timeout=1), credentials=CredentialStore(), retry=fast_retry()) as client:
             with pytest.raises(NetworkError, match=f"token server {realm} did not answer within 1 s"):
                 client.get_manifest(Reference(front.host, "m", tag="1"))
 
@@ -148,8 +148,7 @@ def test_trickling_mirror_falls_back_to_the_registry(registry, proxy_registry, r
     with FaultProxy(proxy_registry.host) as mirror:
         mirror.add(Fault(method="GET", path="/blobs/", dribble=DRIBBLE, dribble_after=100_000, dribble_body=True,
                          times=100))
-        with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(), timeout=1,
-                            mirrors={registry.host: [f"http://{mirror.host}"]}) as client:
+        with RegistryClient(Connection(plain_http=True, timeout=1, mirrors={registry.host: [f"http://{mirror.host}"]}), credentials=CredentialStore(), retry=fast_retry()) as client:
             push_model(client, tmp_path / "model", ref)
             pull_model(client, ref, tmp_path / "out")
     assert f"mirror http://{mirror.host} served blob" in caplog.text and "too slowly" in caplog.text
@@ -160,7 +159,7 @@ def test_slow_consumer_is_not_a_slow_server(registry, repo, tmp_path, docker_con
     """Only time spent waiting on the server counts: pausing between pieces is ours to take."""
     data = write_random(tmp_path / "model" / "w.bin", 5 * MiB)
     ref = registry.ref(repo, "v1")
-    with RegistryClient(plain_http=True, credentials=CredentialStore(), retry=fast_retry(), timeout=0.5) as client:
+    with RegistryClient(Connection(plain_http=True, timeout=0.5), credentials=CredentialStore(), retry=fast_retry()) as client:
         layer = push_model(client, tmp_path / "model", ref).manifest.layers[0]
         received = bytearray()
         with client.open_blob(ref, layer) as blob:
@@ -176,7 +175,7 @@ def test_proxied_connections_are_guarded_too(monkeypatch, docker_config):
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "internal.example")
     with RegistryClient(credentials=CredentialStore()) as client:
-        http = client._http
+        http = client.transport.http
         transports = [http._transport, *(t for t in http._mounts.values() if t is not None)]
         assert len(transports) >= 2
         assert all(type(t._pool._network_backend).__name__ == "_GuardedBackend" for t in transports)

@@ -22,7 +22,10 @@ proxy-cache projects, ``/v2/<project>/<repo>``) are not supported.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 from urllib.parse import urlsplit
@@ -32,7 +35,10 @@ import httpx
 from ..errors import InvalidReferenceError, UsageError
 from ..reference import DOCKER_HUB, Reference
 
+logger = logging.getLogger(__name__)
+
 MIRROR_ENV = "OCIMODEL_MIRROR"
+MIRROR_COOLDOWN = 30.0  # seconds a mirror that could not be reached (or answered 5xx) is skipped
 _SEPARATORS = re.compile(r"[\s,]+")
 _HUB_ALIASES = ("index.docker.io", "registry-1.docker.io")
 
@@ -123,3 +129,37 @@ def resolve_mirrors(mirrors: Mapping[str, Sequence[str]] | None) -> dict[str, tu
         parsed = [Mirror.parse(url) for url in urls]
         table[key] = tuple(dict.fromkeys(table.get(key, ()) + tuple(parsed)))
     return {key: found for key, found in table.items() if found}
+
+
+class MirrorHealth:
+    """Which mirrors to skip, shared by a client's threads: one that could not be reached or
+    failed (5xx, 429, too slow) is skipped for :data:`MIRROR_COOLDOWN` seconds; one that served
+    wrong bytes for a digest is never asked for that digest again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down: dict[Mirror, float] = {}  # mirror -> monotonic time to try it again
+        self._bad: set[tuple[Mirror, str]] = set()  # (mirror, digest) that failed verification
+
+    def usable(self, mirror: Mirror, digest: str | None) -> bool:
+        """Whether to ask ``mirror`` (for content ``digest``, if known) now."""
+        with self._lock:
+            if digest and (mirror, digest) in self._bad:
+                return False
+            return self._down.get(mirror, 0.0) <= time.monotonic()
+
+    def cool_down(self, mirror: Mirror) -> None:
+        """Skip ``mirror`` for a while instead of waiting on it at every read."""
+        with self._lock:
+            self._down[mirror] = time.monotonic() + MIRROR_COOLDOWN
+
+    def served_badly(self, mirror: Mirror, digest: str, fault: str) -> None:
+        """``mirror`` served ``digest`` wrong (``fault`` says how): never ask it for that digest again."""
+        logger.warning("mirror %s served blob %s %s; using the next source", mirror, digest, fault)
+        with self._lock:
+            self._bad.add((mirror, digest))
+
+    def any_served_badly(self, digest: str) -> bool:
+        """Whether some mirror served ``digest`` wrong (a resumed read must then start over)."""
+        with self._lock:
+            return any(bad == digest for _, bad in self._bad)

@@ -12,7 +12,7 @@ seconds never trips them and a command can hang for hours. Three rules close tha
   so a trickle that dodges the idle limit still fails, in bounded time.
 
 They are enforced by a thin wrapper around httpcore's network stream, the one place every byte
-passes, the direct blob reads of ``client._body_pieces`` included; the cost is two monotonic
+passes, the direct blob reads of ``blobs._body_pieces`` included; the cost is two monotonic
 clock reads per socket read (reads are up to 1 MiB). Which rule applies to a read is a
 per-thread phase: the client opens a :meth:`Timeouts.deadline` around sending a request and
 around reading a small body; everything else is streaming.

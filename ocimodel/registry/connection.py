@@ -1,0 +1,79 @@
+"""How to reach registries: one options object, built by the CLI (or a caller) and carried
+down to the transport.
+
+Every connection setting lives here and nowhere else: the scheme (``plain_http``), TLS
+(``insecure``, ``ca_file``), timeouts, pull-through mirrors, the user agent, and which
+registry given credentials belong to. Given credentials (``username``/``password``, else
+``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD``) are bound to one registry, ``credentials_for``,
+and sent to no other host (see :mod:`.credentials`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .._version import __version__
+from ..errors import UsageError
+from .credentials import CredentialStore, registry_of
+from .timeouts import Timeouts
+
+PLAIN_HTTP_ENV = "OCIMODEL_PLAIN_HTTP"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach registries; the defaults are https with verified TLS and stored logins.
+
+    - ``plain_http``: use http (also ``OCIMODEL_PLAIN_HTTP=1``); never chosen automatically,
+      not even for localhost: a silent downgrade would leak credentials.
+    - ``insecure``: do not verify TLS certificates; ``ca_file``: trust this CA bundle instead.
+    - ``timeout``: seconds, or a :class:`~.timeouts.Timeouts`; None: ``OCIMODEL_TIMEOUT``,
+      else 60 s. It bounds every wait on a registry, its token server and mirrors.
+    - ``mirrors``: registry name -> pull-through mirror URLs tried first for reads (see
+      :mod:`.mirrors`); writes always go to the registry itself.
+    - ``credentials_for``: the registry (a host such as ``ghcr.io``) that ``username`` and
+      ``password`` are for, else ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD``. Without it only
+      stored logins (the docker config) are used. The module-level verbs bind it to the
+      registry of their reference (:meth:`bound_to`).
+    """
+
+    plain_http: bool = False
+    insecure: bool = False
+    ca_file: str | Path | None = None
+    timeout: float | Timeouts | None = None
+    mirrors: Mapping[str, Sequence[str]] | None = None
+    credentials_for: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    user_agent: str = f"ocimodel/{__version__}"
+
+    @property
+    def scheme(self) -> str:
+        """``http`` when asked for (here or by ``OCIMODEL_PLAIN_HTTP``), else ``https``."""
+        return "http" if self.plain_http or _env_flag(PLAIN_HTTP_ENV) else "https"
+
+    def timeouts(self) -> Timeouts:
+        """Every limit on waiting, from ``timeout`` or ``OCIMODEL_TIMEOUT`` (UsageError if unusable)."""
+        return Timeouts.resolve(self.timeout, os.environ)
+
+    def bound_to(self, reference: str) -> "Connection":
+        """This connection with given credentials for the registry of ``reference`` (a
+        reference or repository string), unless already bound to a registry."""
+        if self.credentials_for is not None:
+            return self
+        return replace(self, credentials_for=registry_of(reference))
+
+    def credential_store(self) -> CredentialStore:
+        """Stored logins for every host, and the given credential for ``credentials_for`` only."""
+        if self.credentials_for is None:
+            if self.username is not None or self.password is not None:
+                raise UsageError("username and password need credentials_for: the registry they are for")
+            return CredentialStore()
+        return CredentialStore.for_registry(self.credentials_for, self.username, self.password)
