@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import ocimodel
-from ocimodel.gitinfo import detect_code
+from ocimodel.transfer.gitinfo import detect_code
 
 FEATURES = ["tenure_months", "monthly_charges", "support_calls"]
 

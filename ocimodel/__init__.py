@@ -1,8 +1,15 @@
 """ocimodel: machine learning models as signed, versioned artifacts in any OCI registry.
 
 The Python verbs mirror the CLI: :func:`push`, :func:`pull`, :func:`inspect`, :func:`tags`,
-:func:`sign`, :func:`verify`, :func:`verify_blob`, :func:`keygen`.
-Imports are lazy so that ``import ocimodel`` (and ``ocimodel --help``) stay fast.
+:func:`scan`, :func:`sign`, :func:`verify`, :func:`verify_blob`, :func:`keygen`,
+:func:`promote`, :func:`rollback`, :func:`stages`, :func:`history`, :func:`delete`,
+:func:`lineage`, :func:`login`, :func:`logout`; :class:`Client` keeps a session for many calls
+and :class:`Connection` says how to reach registries. Everything here is imported on first
+use (one table, below), so ``import ocimodel`` and ``ocimodel --help`` stay fast.
+
+No submodule or subpackage of ``ocimodel`` is named like a public name: importing one would
+set the package attribute of that name to the module (``ocimodel.verify`` would stop being
+the function). A test walks the tree to keep it so.
 """
 
 from __future__ import annotations
@@ -11,29 +18,40 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
+#: Public name -> the module that defines it.
 _LAZY = {
+    # the verbs (ocimodel.api: one per CLI command)
     "push": "ocimodel.api",
     "pull": "ocimodel.api",
     "inspect": "ocimodel.api",
     "tags": "ocimodel.api",
-    "login": "ocimodel.api",
-    "logout": "ocimodel.api",
+    "scan": "ocimodel.api",
     "sign": "ocimodel.api",
     "verify": "ocimodel.api",
     "verify_blob": "ocimodel.api",
-    "verify_bundle": "ocimodel.api",
     "keygen": "ocimodel.api",
-    "SignResult": "ocimodel.api",
-    "VerifyResult": "ocimodel.api",
-    "VerificationPolicy": "ocimodel.api",
+    "promote": "ocimodel.api",
+    "rollback": "ocimodel.api",
+    "stages": "ocimodel.api",
+    "history": "ocimodel.api",
+    "delete": "ocimodel.api",
+    "lineage": "ocimodel.api",
+    "login": "ocimodel.api",
+    "logout": "ocimodel.api",
+    "verify_bundle": "ocimodel.signing.verify",
+    # sessions, options and results
     "Client": "ocimodel.api",
-    "PushResult": "ocimodel.api",
-    "PullResult": "ocimodel.api",
+    "Connection": "ocimodel.registry.connection",
+    "RegistryClient": "ocimodel.registry.client",
+    "RecordSigning": "ocimodel.api",
     "InspectResult": "ocimodel.api",
+    "PushResult": "ocimodel.transfer.push",
+    "PullResult": "ocimodel.transfer.pull",
+    "SignResult": "ocimodel.provenance",
+    "VerifyResult": "ocimodel.provenance",
+    "VerificationPolicy": "ocimodel.signing.policy",
     "Reference": "ocimodel.reference",
     "ModelConfig": "ocimodel.config",
-    "RegistryClient": "ocimodel.registry.client",
-    "Connection": "ocimodel.registry.connection",
     "OcimodelError": "ocimodel.errors",
 }
 
@@ -43,28 +61,35 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import (
         Client,
         InspectResult,
-        PullResult,
-        PushResult,
-        SignResult,
-        VerificationPolicy,
-        VerifyResult,
+        RecordSigning,
+        delete,
+        history,
         inspect,
         keygen,
+        lineage,
         login,
         logout,
+        promote,
         pull,
         push,
+        rollback,
+        scan,
         sign,
+        stages,
         tags,
         verify,
         verify_blob,
-        verify_bundle,
     )
     from .config import ModelConfig
     from .errors import OcimodelError
+    from .provenance import SignResult, VerifyResult
     from .reference import Reference
     from .registry.client import RegistryClient
     from .registry.connection import Connection
+    from .signing.policy import VerificationPolicy
+    from .signing.verify import verify_bundle
+    from .transfer.pull import PullResult
+    from .transfer.push import PushResult
 
 
 def __getattr__(name: str) -> Any:

@@ -1,151 +1,52 @@
-"""The Python verbs, one per CLI command: push, pull, inspect, tags, login, logout, and
-the provenance verbs re-exported from :mod:`ocimodel.provenance` (sign, verify, verify_blob,
-keygen, verify_bundle).
+"""The Python verbs, one per CLI command, and :class:`Client`, the session they share.
 
-Each verb composes the layers below (reference parsing, the registry client, transfers)
-and returns a typed result; the CLI only parses options and prints these results.
+A thin facade: each verb turns a reference into a storage target (:meth:`Client.locate`, the
+one place where a reference becomes a store) and calls the use-case that owns the work:
+:mod:`ocimodel.transfer.push` and :mod:`~ocimodel.transfer.pull`, :mod:`ocimodel.provenance`
+(sign, verify), :mod:`ocimodel.lifecycle` (promote, rollback, stages, history, delete),
+:mod:`ocimodel.ancestry` (lineage), the scanner. The module-level verbs open a :class:`Client`
+for one call; its ``connection`` binds given credentials (``username``/``password``, else
+``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD``) to the registry of the verb's reference only.
+
+Signing, stages and the lineage walk are imported on first use: push and pull without them
+start faster (checked by tests).
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from . import installed, safety
-from ._version import __version__
-from . import lineage as lineage_mod
-from .cache import BlobCache, open_cache
-from .config import CodeInfo, Dataset, FileInfo, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
-from .descriptor import (
-    ANNOTATION_CREATED,
-    ANNOTATION_DESCRIPTION,
-    ANNOTATION_LICENSES,
-    ANNOTATION_REVISION,
-    ANNOTATION_SOURCE,
-    ANNOTATION_VERSION,
-    Manifest,
-)
-from .destination import DestinationLock, Swap, check_destination
-from .dirfd import DirHandle
-from .errors import OcimodelError, UsageError
-from .files import collect_files
-from .licenses import check_license, model_license
-from .reference import Reference, validate_digest
+from . import safety
+from .ancestry import DEFAULT_DEPTH, LineageNode, ancestry
+from .config import CodeInfo, Dataset, FileInfo, ModelConfig, Scalar
+from .errors import UsageError
+from .model import resolve
+from .reference import Reference
 from .registry.client import RegistryClient
 from .registry.connection import Connection
 from .registry.credentials import CredentialStore
-from .registry.timeouts import Timeouts
-from .transfer import (
-    DEFAULT_CONCURRENCY,
-    NullObserver,
-    PlannedFile,
-    ResolvedModel,
-    TransferObserver,
-    download_into,
-    plan_files,
-    push_files,
-    push_manifest,
-    resolve,
-)
+from .registry.target import locator, target_ref
+from .storage import TargetRef
+from .transfer import pull as pulling
+from .transfer import push as pushing
+from .transfer.cache import BlobCache, open_cache
+from .transfer.observer import TransferObserver
+from .transfer.parallel import DEFAULT_CONCURRENCY
+from .transfer.pull import PullEvents, PullResult
+from .transfer.push import ModelInfo, PushResult
 
 if TYPE_CHECKING:
-    from . import stages as stages_mod
+    from .lifecycle.chain import HistoryReport
+    from .lifecycle.delete import DeletePlan
+    from .lifecycle.promote import PromotionResult
+    from .lifecycle.stages import StageInfo
     from .provenance import SignResult, VerifyResult
     from .scan import ScanReport
     from .signing.policy import VerificationPolicy
-
-# Imported on first use, not with this module: signing (cryptography), stages and the
-# scanner's reporting cost start-up time that push and pull without them need not pay.
-_LAZY_EXPORTS = {
-    "keygen": "provenance",  # re-exported verbs
-    "sign": "provenance",
-    "verify": "provenance",
-    "verify_blob": "provenance",
-    "verify_bundle": "provenance",
-    "SignResult": "provenance",
-    "VerifyResult": "provenance",
-    "ScanReport": "scan",
-    "VerificationPolicy": "signing.policy",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f".{module}", __package__), name)
-
-
-def _source_date_epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not an integer number of seconds") from None
-
-
-def parse_dataset(text: str) -> Dataset:
-    """``URI`` or ``URI@sha256:<hex>``."""
-    uri, sep, digest = text.rpartition("@sha256:")
-    if sep:
-        return Dataset(uri=uri, digest=validate_digest("sha256:" + digest))
-    if not text:
-        raise UsageError("empty --dataset value")
-    return Dataset(uri=text)
-
-
-@dataclass(frozen=True)
-class PushResult:
-    """What :func:`push` did."""
-
-    reference: str
-    digest: str
-    size: int
-    files: list[FileInfo]
-    uploaded_blobs: int
-    skipped_blobs: int
-    config: ModelConfig
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "reference": self.reference,
-            "digest": self.digest,
-            "size": self.size,
-            "files": [f.__dict__ for f in self.files],
-            "uploadedBlobs": self.uploaded_blobs,
-            "skippedBlobs": self.skipped_blobs,
-        }
-
-
-@dataclass(frozen=True)
-class PullResult:
-    """What :func:`pull` wrote."""
-
-    reference: str
-    digest: str
-    destination: str
-    files: list[FileInfo]
-    path: str = ""  # where the files are: destination, or destination/versions/<hex>
-    skipped: bool = False  # already installed and intact: nothing downloaded
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "reference": self.reference,
-            "digest": self.digest,
-            "destination": self.destination,
-            "path": self.path,
-            "skipped": self.skipped,
-            "files": [f.__dict__ for f in self.files],
-        }
-
+    from .signing.verify import SignatureInfo
 
 @dataclass(frozen=True)
 class InspectResult:
@@ -175,10 +76,6 @@ class InspectResult:
         }
 
 
-#: ``events(step, fields)``: told each step of a pull (the CLI logs one line per step).
-PullEvents = Callable[[str, Mapping[str, Any]], None]
-
-
 @dataclass(frozen=True)
 class RecordSigning:
     """How to sign promotion records: with a private ``key``, else keyless."""
@@ -186,40 +83,6 @@ class RecordSigning:
     key: str | Path | None = None
     identity_token: str | None = None
     trust_config: str | Path | None = None
-
-
-def _manifest_files(manifest: Manifest, config: ModelConfig | None) -> list[FileInfo]:
-    modes = {f.path: f.mode for f in config.files} if config else {}
-    return [
-        FileInfo(path=layer.title or "", digest=layer.digest, size=layer.size, mode=modes.get(layer.title or ""))
-        for layer in manifest.layers
-    ]
-
-
-def _code_info(code: CodeInfo | bool | None, root: Path) -> CodeInfo | None:
-    """None or True: detect from git; False: record none; a CodeInfo: use it as given, but
-    never with credentials in its remote (``--git-remote`` may be pasted with a token in it)."""
-    if code is False:
-        return None
-    from .gitinfo import detect_code, strip_credentials
-
-    if isinstance(code, CodeInfo):
-        return replace(code, remote=strip_credentials(code.remote)) if code.remote else code
-    return detect_code(root.resolve())
-
-
-def manifest_annotations(config: ModelConfig) -> dict[str, str]:
-    """Standard OCI annotations filled from the model metadata."""
-    code = config.lineage.code
-    pairs = {
-        ANNOTATION_CREATED: config.created,
-        ANNOTATION_VERSION: config.version,
-        ANNOTATION_DESCRIPTION: config.description,
-        ANNOTATION_LICENSES: config.license,
-        ANNOTATION_SOURCE: code.remote if code else None,
-        ANNOTATION_REVISION: code.commit if code else None,
-    }
-    return {k: v for k, v in pairs.items() if v}
 
 
 class Client:
@@ -269,7 +132,12 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -------------------------------------------------------------------------------- push
+    def locate(self, ref: str | Reference, *, repository: bool = False) -> TargetRef:
+        """The storage target ``ref`` names (a registry repository) and the tag or digest in it;
+        with ``repository``, the repository only (no tag or digest allowed in a string)."""
+        return target_ref(self.registry, ref, repository=repository)
+
+    # -------------------------------------------------------------------- push, pull, inspect
     def push(
         self,
         path: str | Path,
@@ -310,69 +178,18 @@ class Client:
         (:class:`~ocimodel.safety.UnsafeModelError`, exit 5). ``allow_globals`` extends the
         scanner's allow-list (``module.name``), ``scan_limits`` its limits (``name=value``).
         """
-        reference = Reference.coerce(ref)
-        if reference.digest:
-            raise UsageError(f"push needs a tag, not a digest: {reference}")
-        if deny_unsafe and not scan:
-            raise UsageError("deny_unsafe needs the scan: do not combine --deny-unsafe with --no-scan")
-        options = safety.ScanOptions.make(allow_globals, scan_limits)
-        observer = observer or NullObserver()
-        root = Path(path)
-        sources = collect_files(root)
-        report = safety.scan_files(((s.title, s.path) for s in sources), options=options) if scan else None
-        if report is not None:
-            if on_scan is not None:
-                on_scan(report)
-            if deny_unsafe:
-                safety.refuse_unsafe(report)
-        lineage = Lineage(  # before any upload: a parent that does not resolve fails fast
-            parents=tuple(self._resolve_parent(p) for p in parents),
-            datasets=tuple(d if isinstance(d, Dataset) else parse_dataset(d) for d in datasets),
-            code=_code_info(code, root),
-            run=RunInfo(id=run_id, uri=run_uri) if (run_id or run_uri) else None,
+        info = ModelInfo(
+            name=name, version=version, description=description, framework=framework, format=format,
+            license=license, authors=tuple(authors), labels=dict(labels or {}), metrics=dict(metrics or {}),
+            params=dict(params or {}), parents=tuple(parents), datasets=tuple(datasets), run_id=run_id,
+            run_uri=run_uri, code=code,
         )
-        pushed = push_files(self.registry, reference, sources, observer, self.concurrency, cache=self.cache)
-        config = ModelConfig(
-            name=name or reference.repository.rsplit("/", 1)[-1],
-            version=version if version is not None else (reference.tag if reference.tag != "latest" else None),
-            description=description,
-            framework=framework,
-            format=format,
-            license=license,
-            authors=tuple(authors),
-            labels=dict(labels or {}),
-            metrics=dict(metrics or {}),
-            params=dict(params or {}),
-            created=timestamp(_source_date_epoch()),
-            files=tuple(pushed.files),
-            lineage=lineage,
-            tool={"name": "ocimodel", "version": __version__},
-            scan=safety.scan_summary(report) if report is not None else None,
-        )
-        manifest = push_manifest(self.registry, reference, config, pushed.layers, manifest_annotations(config))
-        return PushResult(
-            reference=str(reference),
-            digest=manifest.digest,
-            size=len(manifest.raw),
-            files=_manifest_files(manifest, config),
-            uploaded_blobs=pushed.uploaded,
-            skipped_blobs=pushed.skipped,
-            config=config,
+        return pushing.push(
+            self.locate(ref), path, info=info, locate=locator(self.registry), observer=observer, scan=scan,
+            deny_unsafe=deny_unsafe, on_scan=on_scan, allow_globals=allow_globals, scan_limits=scan_limits,
+            concurrency=self.concurrency, cache=self.cache,
         )
 
-    def _resolve_parent(self, text: str) -> Parent:
-        parent = Reference.parse(text)
-        if parent.digest:
-            return Parent(reference=str(parent), digest=parent.digest)
-        try:
-            found = self.registry.head_manifest(parent)
-        except OcimodelError as exc:
-            raise UsageError(f"cannot resolve parent {text!r}: {exc}; pin it by digest (REF@sha256:...)") from None
-        if found is None:
-            raise UsageError(f"parent {text!r} does not exist in the registry; pin it by digest or push it first")
-        return Parent(reference=str(parent), digest=found.digest)
-
-    # -------------------------------------------------------------------------------- pull
     def pull(
         self,
         ref: str | Reference,
@@ -397,11 +214,12 @@ class Client:
         On any failure nothing is left in ``dest`` that was not there before (but for
         ``dest/.ocimodel*``: resumable partial downloads and the lock), and files the pull had
         already replaced are put back. Nothing outside ``dest`` is written, read or removed,
-        whatever ``dest`` holds (symlinks, a hostile state file; see :mod:`ocimodel.dirfd`);
-        a ``dest`` holding the other layout is refused (:class:`UsageError`).
+        whatever ``dest`` holds (symlinks, a hostile state file; see
+        :mod:`ocimodel.transfer.dirfd`); a ``dest`` holding the other layout is refused
+        (:class:`UsageError`).
 
         ``layout="versioned"`` writes to ``dest/versions/<hex>`` and switches the
-        ``dest/current`` symlink atomically (see :mod:`ocimodel.installed`). When
+        ``dest/current`` symlink atomically (see :mod:`ocimodel.transfer.installed`). When
         ``dest/.ocimodel-state.json`` says this digest is already installed and its files
         are intact (sizes; sha256 too with ``reverify``), nothing is downloaded.
         ``events(step, fields)`` is told each step (resolved, verified, up-to-date,
@@ -411,158 +229,43 @@ class Client:
         ``scan_limits`` as for :meth:`push`; a verification policy file's ``allowGlobals``
         belongs in ``allow_globals`` too).
         """
-        if layout not in installed.LAYOUTS:
-            raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(installed.LAYOUTS)}")
-        if policy is not None:
-            policy.validate()  # an unusable policy is a usage error before any request
-        # A policy file may extend the scanner's allow-list (allowGlobals) for --deny-unsafe.
-        extra = policy.allow_globals if policy is not None else ()
-        options = safety.ScanOptions.make([*allow_globals, *extra], scan_limits)
-        emit = events or (lambda step, fields: None)
-        reference = Reference.coerce(ref)
-        dest = Path(dest)
-        model = resolve(self.registry, reference, allow_any_type=allow_any_type)
-        emit("resolved", {"reference": str(reference), "digest": model.digest})
-        planned = plan_files(model, include)
-        check_license(model_license(model.config, model.manifest.annotations), allow_licenses)
-        if deny_unsafe:
-            safety.check_config_scan(model.config, options)
-        verification: dict[str, Any] | None = None
-        if policy is not None:
-            from .provenance import require_signature, signature_dict
-
-            signers = require_signature(self.registry, model.reference, policy)
-            verification = {"verified": True, "signers": [signature_dict(s) for s in signers]}
-            emit("verified", {"digest": model.digest, "signers": [s.signer for s in signers]})
-        files = tuple(installed.InstalledFile(p.title, p.layer.digest, p.layer.size) for p in planned)
-        root = installed.files_root(dest, layout, model.digest)
-        result = PullResult(
-            reference=str(reference),
-            digest=model.digest,
-            destination=str(dest),
-            files=[FileInfo(path=p.title, digest=p.layer.digest, size=p.layer.size, mode=p.mode) for p in planned],
-            path=str(root),
+        return pulling.pull(
+            self.locate(ref), dest, include=include, allow_any_type=allow_any_type, observer=observer,
+            policy=policy, layout=layout, reverify=reverify, events=events, deny_unsafe=deny_unsafe,
+            allow_licenses=allow_licenses, allow_globals=allow_globals, scan_limits=scan_limits,
+            concurrency=self.concurrency, cache=self.cache,
         )
-        existed = dest.exists()
-        if dest.is_dir():  # a layout clash is the clearer refusal; checked again under the lock
-            with DirHandle.open(dest) as top:
-                installed.check_layout(top, layout, installed.read_state(top)[0])
-        check_destination(dest, [p.title for p in planned] if layout == "flat" else [])
-        state = installed.InstallState(
-            reference=str(reference), digest=model.digest, layout=layout, files=files, include=tuple(include),
-            verification=verification, tool=f"ocimodel {__version__}",
-        )
-        # One pull per DEST at a time, from the state check to the state write: a second pod
-        # container (or a concurrent CLI) waits, then finds the work done.
-        try:
-            with DestinationLock(dest) as lock:
-                top = lock.dir
-                previous, ignored = installed.read_state(top)
-                if ignored:
-                    emit("state-ignored", {"path": str(dest / installed.STATE_NAME), "reason": ignored})
-                installed.check_layout(top, layout, previous)
-                if previous and (previous.digest, previous.layout, previous.include) == (model.digest, layout, tuple(include)):
-                    problem = self._installed_problem(top, layout, model.digest, files, reverify)
-                    if problem is None:
-                        if deny_unsafe:
-                            safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files], options)
-                        emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
-                        return replace(result, skipped=True)
-                    emit("repairing", {"digest": model.digest, "reason": problem})
-                self._install(model, top, dest, planned, state, existed, previous, observer,
-                              functools.partial(safety.check_blobs_safe, options=options) if deny_unsafe else None)
-                emit("downloaded", {"digest": model.digest, "files": len(planned), "bytes": sum(f.size for f in files)})
-        except BaseException:
-            if layout == "versioned":
-                installed.tidy_failed_install(dest, created=not existed)
-            raise
-        emit("installed", {"digest": model.digest, "path": str(root)})
-        return result
 
-    @staticmethod
-    def _installed_problem(
-        top: DirHandle, layout: str, digest: str, files: Sequence[installed.InstalledFile], reverify: bool
-    ) -> str | None:
-        """Why the install of ``digest`` recorded in the state is not intact (None if it is)."""
-        if layout == "flat":
-            return installed.problem_with(top, files, reverify=reverify)
-        hexdigest = digest.partition(":")[2]
-        if installed.current_digest_hex(top) != hexdigest:
-            return "current link points elsewhere"
-        try:
-            version = top.subdir(f"{installed.VERSIONS_DIR}/{hexdigest}")
-        except (OSError, OcimodelError):
-            return "its version directory is missing"
-        with version:
-            return installed.problem_with(version, files, reverify=reverify)
-
-    def _install(
-        self,
-        model: ResolvedModel,
-        top: DirHandle,
-        dest: Path,
-        planned: Sequence[PlannedFile],
-        state: installed.InstallState,
-        existed: bool,
-        previous: installed.InstallState | None,
-        observer: TransferObserver | None,
-        before_commit: Callable[[list[tuple[str, Path]]], object] | None,
-    ) -> None:
-        """Download into DEST (flat) or its version directory, make it current, record the state.
-
-        A flat pull replaces the previous version's files all or nothing: its files that the new
-        version lacks are removed (if unchanged since installed) and the state written as part
-        of the same commit, so a failure at any step puts the previous files back.
-        """
-        if state.layout == "flat":
-            stale = [f for f in previous.files if f.path not in {p.title for p in planned}] if previous else []
-
-            def finish(swap: Swap) -> None:
-                for item in stale:
-                    swap.remove_installed(item.path, item.size, item.digest)
-                installed.write_state(top, replace(state, time=timestamp(None)))
-
-            download_into(
-                self.registry, model, dest, planned, observer or NullObserver(), self.concurrency, cache=self.cache,
-                into=top, remove_on_failure=None if existed else functools.partial(shutil.rmtree, dest, ignore_errors=True),
-                before_commit=before_commit, after_commit=finish,
-            )
-            return
-        hexdigest = model.digest.partition(":")[2]
-        with top.subdir(installed.VERSIONS_DIR, create=True) as versions:
-            made = versions.lstat(hexdigest) is None
-            with versions.subdir(hexdigest, create=True) as version:
-                download_into(
-                    self.registry, model, version.path, planned, observer or NullObserver(), self.concurrency,
-                    cache=self.cache, into=version,
-                    remove_on_failure=functools.partial(versions.rmtree, hexdigest) if made else None,
-                    before_commit=before_commit,
-                )
-            # Keep the version being replaced: a reader may still have its files open.
-            keep = {hexdigest, installed.current_digest_hex(top) or hexdigest}
-            installed.switch_current(top, model.digest)
-            installed.write_state(top, replace(state, time=timestamp(None)))
-            installed.prune_versions(versions, keep)
-
-    # ----------------------------------------------------------------------- inspect, tags
     def inspect(self, ref: str | Reference, *, allow_any_type: bool = True) -> InspectResult:
-        """Describe the artifact at ``ref``: digest, type, metadata, lineage and files."""
-        reference = Reference.coerce(ref)
-        model = resolve(self.registry, reference, allow_any_type=allow_any_type)
+        """Describe the artifact at ``ref``: digest, type, metadata, lineage, files, and the
+        signatures attached to it (the signers they claim: not verified)."""
+        located = self.locate(ref)
+        model = resolve(located, allow_any_type=allow_any_type)
         manifest = model.manifest
         from .provenance import list_signatures
 
         return InspectResult(
-            reference=str(reference),
+            reference=str(located),
             digest=model.digest,
             media_type=manifest.media_type,
             artifact_type=manifest.effective_artifact_type,
             size=len(manifest.raw),
             annotations=dict(manifest.annotations),
-            files=_manifest_files(manifest, model.config),
+            files=model.files,
             config=model.config,
-            signatures=list_signatures(self.registry, model.reference),
+            signatures=list_signatures(model.reference),
         )
+
+    def tags(self, repository: str | Reference, *, include_internal: bool = False) -> list[str]:
+        """The repository's tags, sorted.
+
+        ocimodel's own tags (``ocimodel.history.*``) and referrers fallback tags
+        (``sha256-<hex>``) are left out unless ``include_internal``.
+        """
+        found = self.locate(repository, repository=True).target.tags()
+        from .lifecycle.records import is_internal_tag
+
+        return found if include_internal else [t for t in found if not is_internal_tag(t)]
 
     # -------------------------------------------------------------------------------- scan
     def scan(
@@ -574,9 +277,9 @@ class Client:
 
         An existing local path wins over a reference. A remote model is resolved to a verified
         manifest and its blobs scanned as they stream (big ones through an anonymous temp file,
-        never into a destination; see
-        :func:`ocimodel.safety.scan_model` for ``max_blob_bytes`` and what is digest-verified).
-        ``allow_globals`` and ``scan_limits`` as for :meth:`push`.
+        never into a destination; see :func:`ocimodel.safety.scan_model` for
+        ``max_blob_bytes`` and what is digest-verified). ``allow_globals`` and ``scan_limits``
+        as for :meth:`push`.
         """
         options = safety.ScanOptions.make(allow_globals, scan_limits)
         if isinstance(target, Path) or os.path.lexists(target):
@@ -586,58 +289,61 @@ class Client:
             report.subject = str(target)
             return report
         try:
-            reference = Reference.parse(target)
+            located = self.locate(target)
         except UsageError as exc:
             raise UsageError(f"scanning {target!r}: no such file or directory, and not a model reference ({exc})") from None
-        model = resolve(self.registry, reference, allow_any_type=True)
-        return safety.scan_model(self.registry, model, max_blob_bytes=max_blob_bytes, options=options)
+        model = resolve(located, allow_any_type=True)
+        return safety.scan_model(model, max_blob_bytes=max_blob_bytes, options=options)
 
     # ------------------------------------------------------------------------ provenance
-    def sign(self, ref: str | Reference, **kwargs: Any) -> SignResult:
-        """Sign the manifest at ``ref``; see :func:`ocimodel.provenance.sign`."""
+    def sign(
+        self,
+        ref: str | Reference,
+        *,
+        key: str | Path | None = None,
+        identity_token: str | None = None,
+        staging: bool = False,
+        trust_config: str | Path | None = None,
+        annotations: Mapping[str, str] | None = None,
+        interactive: bool | None = None,
+    ) -> SignResult:
+        """Sign the manifest ``ref`` names (its digest, resolved once) and attach the bundle.
+
+        Keyless by default: the identity token comes from ``identity_token``,
+        ``OCIMODEL_IDENTITY_TOKEN``, the CI environment or (``interactive``) a browser login;
+        ``trust_config`` names a private Sigstore deployment, ``staging`` the public staging
+        one. With ``key`` (an encrypted private key) the password comes from
+        ``OCIMODEL_KEY_PASSWORD`` or the terminal. ``annotations`` go into the signed
+        statement's predicate.
+        """
         from .provenance import sign
 
-        return sign(ref, registry=self.registry, **kwargs)
+        return sign(self.locate(ref), key=key, identity_token=identity_token, staging=staging,
+                    trust_config=trust_config, annotations=annotations, interactive=interactive)
 
     def verify(self, ref: str | Reference, policy: VerificationPolicy) -> VerifyResult:
-        """Verify the signatures of ``ref``; see :func:`ocimodel.provenance.verify`."""
+        """Verify that the manifest ``ref`` names (resolved once) is signed as ``policy`` demands."""
         from .provenance import verify
 
-        return verify(ref, policy, registry=self.registry)
-
-    def tags(self, repository: str | Reference, *, include_internal: bool = False) -> list[str]:
-        """The repository's tags, sorted.
-
-        ocimodel's own tags (``ocimodel.history.*``) and referrers fallback tags
-        (``sha256-<hex>``) are left out unless ``include_internal``.
-        """
-        reference = Reference.coerce(repository, repository=True)
-        found = self.registry.list_tags(reference)
-        from .stages import is_internal_tag
-
-        return found if include_internal else [t for t in found if not is_internal_tag(t)]
+        return verify(self.locate(ref), policy)
 
     # ------------------------------------------------------------------------- lifecycle
-    def _gate(self, policy: VerificationPolicy | None) -> Callable[[Reference], object] | None:
+    def _gate(self, policy: VerificationPolicy | None) -> Callable[[TargetRef], object] | None:
         """The promotion gate: the model must satisfy ``policy`` (None: no gate)."""
         if policy is None:
             return None
         policy.validate()
         from .provenance import require_signature
 
-        return lambda model: require_signature(self.registry, model, policy)
+        return lambda model: require_signature(model, policy)
 
-    def _record_signer(self, options: RecordSigning | None) -> Callable[[Reference], object] | None:
+    def _record_signer(self, options: RecordSigning | None) -> Callable[[TargetRef], object] | None:
         if options is None:
             return None
         from .provenance import sign
 
         return lambda record: sign(
-            record,
-            key=options.key,
-            identity_token=options.identity_token,
-            trust_config=options.trust_config,
-            registry=self.registry,
+            record, key=options.key, identity_token=options.identity_token, trust_config=options.trust_config
         )
 
     def promote(
@@ -649,18 +355,16 @@ class Client:
         actor: str | None = None,
         policy: VerificationPolicy | None = None,
         sign_record: RecordSigning | None = None,
-    ) -> stages_mod.PromotionResult:
+    ) -> PromotionResult:
         """Point the tag ``stage`` at ``ref``'s manifest (same bytes) and record the promotion.
 
         With ``policy`` the model's signature is verified first and nothing moves if it fails;
         with ``sign_record`` the promotion record is signed (keyless, or with a key).
         """
-        from . import stages as stages_mod
+        from .lifecycle.promote import promote
 
-        return stages_mod.promote(
-            self.registry, ref, stage, reason=reason, actor=actor,
-            verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
-        )
+        return promote(self.locate(ref), stage, reason=reason, actor=actor,
+                       verify_model=self._gate(policy), sign_record=self._record_signer(sign_record))
 
     def rollback(
         self,
@@ -673,98 +377,255 @@ class Client:
         actor: str | None = None,
         policy: VerificationPolicy | None = None,
         sign_record: RecordSigning | None = None,
-    ) -> stages_mod.PromotionResult:
+    ) -> PromotionResult:
         """Move ``stage`` back ``steps`` promotions (or to the digest ``to``), recorded as a rollback.
 
         With ``policy`` the target must have been reached by a promotion record signed under it
         and the model must be signed under it; without one the unsigned history is trusted.
         """
-        from . import stages as stages_mod
+        from .lifecycle.rollback import rollback
 
-        return stages_mod.rollback(
-            self.registry, repository, stage, to=to, steps=steps, reason=reason, actor=actor, policy=policy,
-            verify_model=self._gate(policy), sign_record=self._record_signer(sign_record),
-        )
+        return rollback(self.locate(repository, repository=True).target, stage, to=to, steps=steps, reason=reason,
+                        actor=actor, policy=policy, verify_model=self._gate(policy),
+                        sign_record=self._record_signer(sign_record))
 
-    def stages(
-        self, repository: str | Reference, *, policy: VerificationPolicy | None = None
-    ) -> list[stages_mod.StageInfo]:
+    def stages(self, repository: str | Reference, *, policy: VerificationPolicy | None = None) -> list[StageInfo]:
         """Every stage of ``repository``: digest, version tags, last promotion (verified with ``policy``)."""
-        from . import stages as stages_mod
+        from .lifecycle.stages import stages
 
-        return stages_mod.stages(self.registry, repository, policy=policy)
+        return stages(self.locate(repository, repository=True).target, policy=policy)
 
     def history(
         self, repository: str | Reference, stage: str, *, policy: VerificationPolicy | None = None
-    ) -> stages_mod.HistoryReport:
+    ) -> HistoryReport:
         """The promotion chain of ``stage``, newest first, with every problem found.
 
         With ``policy``, every record must be signed under it (else a finding).
         """
-        from . import stages as stages_mod
+        from .lifecycle.history import history
 
-        return stages_mod.history(self.registry, repository, stage, policy=policy)
+        return history(self.locate(repository, repository=True).target, stage, policy=policy)
 
-    def plan_delete(self, ref: str | Reference) -> stages_mod.DeletePlan:
+    def plan_delete(self, ref: str | Reference) -> DeletePlan:
         """What :meth:`delete` would remove (changes nothing)."""
-        from . import stages as stages_mod
+        from .lifecycle.delete import plan_delete
 
-        return stages_mod.plan_delete(self.registry, ref)
+        return plan_delete(self.locate(ref))
 
-    def delete(self, ref: str | Reference, *, force: bool = False) -> stages_mod.DeletePlan:
+    def delete(self, ref: str | Reference, *, force: bool = False) -> DeletePlan:
         """Delete a tag or a manifest; refuses a digest a stage points at unless ``force``."""
-        from . import stages as stages_mod
+        from .lifecycle.delete import delete
 
-        return stages_mod.delete(self.registry, ref, force=force)
+        return delete(self.locate(ref), force=force)
 
-    def lineage(self, ref: str | Reference, *, depth: int = lineage_mod.DEFAULT_DEPTH) -> lineage_mod.LineageNode:
+    def lineage(self, ref: str | Reference, *, depth: int = DEFAULT_DEPTH) -> LineageNode:
         """The ancestor tree of ``ref``, following parents by digest across registries."""
-        return lineage_mod.lineage(self.registry, ref, depth=depth)
+        return ancestry(locator(self.registry), self.locate(ref), depth=depth)
 
 
-def _with_client(options: dict[str, Any], target: str) -> Client:
-    """A Client from the connection and cache options among ``options`` (which are removed);
-    given credentials (``username``/``password``, else the environment's) go to ``target``'s registry."""
-    connection = options.pop("connection", None) or Connection(
-        plain_http=options.pop("plain_http", False),
-        insecure=options.pop("insecure", False),
-        ca_file=options.pop("ca_file", None),
-        timeout=options.pop("timeout", None),
-        mirrors=options.pop("mirrors", None),
-        username=options.pop("username", None),
-        password=options.pop("password", None),
-    ).bound_to(str(target))
-    return Client(
-        connection,
-        concurrency=options.pop("concurrency", DEFAULT_CONCURRENCY),
-        cache_dir=options.pop("cache_dir", None),
-        use_cache=options.pop("use_cache", True),
-    )
+# ------------------------------------------------------------------------------ module verbs
 
 
-def push(path: str | Path, ref: str, **kwargs: Any) -> PushResult:
-    """Push a model; see :meth:`Client.push` (connection options: plain_http, insecure, ca_file,
-    timeout, username, password: the credentials are used for ``ref``'s registry only)."""
-    with _with_client(kwargs, ref) as client:
-        return client.push(path, ref, **kwargs)
+def _client(connection: Connection | None, reference: str, *, concurrency: int = DEFAULT_CONCURRENCY,
+            cache_dir: str | Path | None = None, use_cache: bool = True) -> Client:
+    """A Client for one verb: ``connection``'s given credentials bound to ``reference``'s registry."""
+    bound = (connection or Connection()).bound_to(reference)
+    return Client(bound, concurrency=concurrency, cache_dir=cache_dir, use_cache=use_cache)
 
 
-def pull(ref: str, dest: str | Path, **kwargs: Any) -> PullResult:
+def push(
+    path: str | Path,
+    ref: str,
+    *,
+    connection: Connection | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    name: str | None = None,
+    version: str | None = None,
+    description: str | None = None,
+    framework: str | None = None,
+    format: str | None = None,
+    license: str | None = None,
+    authors: Sequence[str] = (),
+    labels: Mapping[str, str] | None = None,
+    metrics: Mapping[str, Scalar] | None = None,
+    params: Mapping[str, Scalar] | None = None,
+    parents: Sequence[str] = (),
+    datasets: Sequence[str | Dataset] = (),
+    run_id: str | None = None,
+    run_uri: str | None = None,
+    code: CodeInfo | bool | None = None,
+    observer: TransferObserver | None = None,
+    scan: bool = True,
+    deny_unsafe: bool = False,
+    on_scan: Callable[[ScanReport], None] | None = None,
+    allow_globals: Sequence[str] = (),
+    scan_limits: Sequence[str] = (),
+) -> PushResult:
+    """Push a model; see :meth:`Client.push`."""
+    with _client(connection, ref, concurrency=concurrency, cache_dir=cache_dir, use_cache=use_cache) as client:
+        return client.push(
+            path, ref, name=name, version=version, description=description, framework=framework, format=format,
+            license=license, authors=authors, labels=labels, metrics=metrics, params=params, parents=parents,
+            datasets=datasets, run_id=run_id, run_uri=run_uri, code=code, observer=observer, scan=scan,
+            deny_unsafe=deny_unsafe, on_scan=on_scan, allow_globals=allow_globals, scan_limits=scan_limits,
+        )
+
+
+def pull(
+    ref: str,
+    dest: str | Path,
+    *,
+    connection: Connection | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    include: Sequence[str] = (),
+    allow_any_type: bool = False,
+    observer: TransferObserver | None = None,
+    policy: VerificationPolicy | None = None,
+    layout: str = "flat",
+    reverify: bool = False,
+    events: PullEvents | None = None,
+    deny_unsafe: bool = False,
+    allow_licenses: Sequence[str] = (),
+    allow_globals: Sequence[str] = (),
+    scan_limits: Sequence[str] = (),
+) -> PullResult:
     """Pull a model; see :meth:`Client.pull`."""
-    with _with_client(kwargs, ref) as client:
-        return client.pull(ref, dest, **kwargs)
+    with _client(connection, ref, concurrency=concurrency, cache_dir=cache_dir, use_cache=use_cache) as client:
+        return client.pull(
+            ref, dest, include=include, allow_any_type=allow_any_type, observer=observer, policy=policy,
+            layout=layout, reverify=reverify, events=events, deny_unsafe=deny_unsafe, allow_licenses=allow_licenses,
+            allow_globals=allow_globals, scan_limits=scan_limits,
+        )
 
 
-def inspect(ref: str, **kwargs: Any) -> InspectResult:
+def inspect(ref: str, *, connection: Connection | None = None, allow_any_type: bool = True) -> InspectResult:
     """Inspect a model; see :meth:`Client.inspect`."""
-    with _with_client(kwargs, ref) as client:
-        return client.inspect(ref, **kwargs)
+    with _client(connection, ref) as client:
+        return client.inspect(ref, allow_any_type=allow_any_type)
 
 
-def tags(repository: str, **kwargs: Any) -> list[str]:
+def tags(repository: str, *, connection: Connection | None = None, include_internal: bool = False) -> list[str]:
     """List a repository's tags, sorted; see :meth:`Client.tags`."""
-    with _with_client(kwargs, repository) as client:
-        return client.tags(repository)
+    with _client(connection, repository) as client:
+        return client.tags(repository, include_internal=include_internal)
+
+
+def scan(
+    target: str | Path,
+    *,
+    connection: Connection | None = None,
+    max_blob_bytes: int = safety.MAX_BLOB_SCAN_BYTES,
+    allow_globals: Sequence[str] = (),
+    scan_limits: Sequence[str] = (),
+) -> ScanReport:
+    """Scan a local path or a model reference; see :meth:`Client.scan`."""
+    with _client(connection, str(target)) as client:
+        return client.scan(target, max_blob_bytes=max_blob_bytes, allow_globals=allow_globals, scan_limits=scan_limits)
+
+
+def sign(
+    ref: str,
+    *,
+    connection: Connection | None = None,
+    key: str | Path | None = None,
+    identity_token: str | None = None,
+    staging: bool = False,
+    trust_config: str | Path | None = None,
+    annotations: Mapping[str, str] | None = None,
+    interactive: bool | None = None,
+) -> SignResult:
+    """Sign a model's manifest and attach the signature; see :meth:`Client.sign`."""
+    with _client(connection, ref) as client:
+        return client.sign(ref, key=key, identity_token=identity_token, staging=staging, trust_config=trust_config,
+                           annotations=annotations, interactive=interactive)
+
+
+def verify(ref: str, policy: VerificationPolicy, *, connection: Connection | None = None) -> VerifyResult:
+    """Verify a model's signatures under ``policy``; see :meth:`Client.verify`."""
+    with _client(connection, ref) as client:
+        return client.verify(ref, policy)
+
+
+def verify_blob(file: str | Path, bundle: str | Path, policy: VerificationPolicy) -> SignatureInfo:
+    """Verify a detached Sigstore bundle over a local file (offline), like cosign verify-blob."""
+    from .signing.verify import verify_blob as check
+
+    return check(Path(file), Path(bundle), policy)
+
+
+def keygen(prefix: str | Path = "ocimodel", password: bytes | None = None) -> tuple[Path, Path]:
+    """Write an encrypted ECDSA P-256 key pair ``prefix.key`` / ``prefix.pub``.
+
+    Without ``password``, it comes from ``OCIMODEL_KEY_PASSWORD`` or the terminal (twice).
+    """
+    from .provenance import keygen as generate
+
+    return generate(prefix, password)
+
+
+def promote(
+    ref: str,
+    stage: str,
+    *,
+    connection: Connection | None = None,
+    reason: str = "",
+    actor: str | None = None,
+    policy: VerificationPolicy | None = None,
+    sign_record: RecordSigning | None = None,
+) -> PromotionResult:
+    """Promote a model to a stage; see :meth:`Client.promote`."""
+    with _client(connection, ref) as client:
+        return client.promote(ref, stage, reason=reason, actor=actor, policy=policy, sign_record=sign_record)
+
+
+def rollback(
+    repository: str,
+    stage: str,
+    *,
+    connection: Connection | None = None,
+    to: str | None = None,
+    steps: int = 1,
+    reason: str | None = None,
+    actor: str | None = None,
+    policy: VerificationPolicy | None = None,
+    sign_record: RecordSigning | None = None,
+) -> PromotionResult:
+    """Roll a stage back; see :meth:`Client.rollback`."""
+    with _client(connection, repository) as client:
+        return client.rollback(repository, stage, to=to, steps=steps, reason=reason, actor=actor, policy=policy,
+                               sign_record=sign_record)
+
+
+def stages(
+    repository: str, *, connection: Connection | None = None, policy: VerificationPolicy | None = None
+) -> list[StageInfo]:
+    """Every stage of a repository; see :meth:`Client.stages`."""
+    with _client(connection, repository) as client:
+        return client.stages(repository, policy=policy)
+
+
+def history(
+    repository: str, stage: str, *, connection: Connection | None = None, policy: VerificationPolicy | None = None
+) -> HistoryReport:
+    """A stage's promotion history; see :meth:`Client.history`."""
+    with _client(connection, repository) as client:
+        return client.history(repository, stage, policy=policy)
+
+
+def delete(ref: str, *, connection: Connection | None = None, force: bool = False) -> DeletePlan:
+    """Delete a tag or a manifest; see :meth:`Client.delete`."""
+    with _client(connection, ref) as client:
+        return client.delete(ref, force=force)
+
+
+def lineage(ref: str, *, connection: Connection | None = None, depth: int = DEFAULT_DEPTH) -> LineageNode:
+    """A model's ancestor tree; see :meth:`Client.lineage`."""
+    with _client(connection, ref) as client:
+        return client.lineage(ref, depth=depth)
 
 
 def login(
@@ -772,22 +633,19 @@ def login(
     username: str,
     password: str,
     *,
-    plain_http: bool = False,
-    insecure: bool = False,
-    ca_file: str | Path | None = None,
+    connection: Connection | None = None,
     config_path: str | Path | None = None,
-    timeout: float | Timeouts | None = None,
 ) -> Path:
     """Check ``username``/``password`` against ``host``, then store them like ``docker login``.
 
     Returns the docker config file written (or the one whose credential helper was used).
+    ``connection`` gives the scheme, TLS and timeout settings (its credentials are not used).
     """
     from .registry.credentials import Credential
 
     # Only the credentials being tested (ping asks nothing of another host, so stored logins
     # are never consulted), and only for ``host``.
     probe = CredentialStore().given_to(host, Credential(username=username, password=password))
-    connection = Connection(plain_http=plain_http, insecure=insecure, ca_file=ca_file, timeout=timeout)
     with RegistryClient(connection, credentials=probe) as client:
         client.ping(host)
     store = CredentialStore(config_path)

@@ -8,10 +8,10 @@ one line ``error: ...`` on stderr and exit with the code of their class (see REA
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, replace
 import inspect as pyinspect
 import json
 import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, List, Optional, TypeVar, cast
 
@@ -168,9 +168,8 @@ class Connection:
     password: str | None = field(default=None, repr=False)
     target: str | None = None
 
-    def client(self, mirror: list[str] | None = None, **options: Any) -> Any:
-        """An :class:`ocimodel.api.Client` with these options (and mirrors, caching...)."""
-        from .api import Client
+    def options(self, mirror: list[str] | None = None) -> Any:
+        """The registry :class:`~ocimodel.registry.connection.Connection` these options make."""
         from .registry.connection import Connection as RegistryConnection
         from .registry.credentials import registry_of
         from .registry.mirrors import parse_mirrors
@@ -180,10 +179,15 @@ class Connection:
         # Empty values count as unset: how a container switches the environment's off.
         username = (self.username or None) if registry else None
         password = (self.password or None) if registry else None
-        connection = RegistryConnection(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file,
-                                        timeout=self.timeout, mirrors=mirrors, credentials_for=registry,
-                                        username=username, password=password)
-        return Client(connection, **options)
+        return RegistryConnection(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file,
+                                  timeout=self.timeout, mirrors=mirrors, credentials_for=registry,
+                                  username=username, password=password)
+
+    def client(self, mirror: list[str] | None = None, **options: Any) -> Any:
+        """An :class:`ocimodel.api.Client` with these options (and mirrors, caching...)."""
+        from .api import Client
+
+        return Client(self.options(mirror), **options)
 
 
 TRANSPORT_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -256,7 +260,7 @@ def handle_errors(fn: F) -> F:
 def _observer(json_out: bool) -> Any:
     """Progress bars on an interactive stderr, silence otherwise."""
     if json_out or not sys.stderr.isatty():
-        from .transfer import NullObserver
+        from .transfer.observer import NullObserver
 
         return NullObserver()
     from .progress import RichObserver
@@ -335,12 +339,11 @@ def push(
     with --deny-unsafe, refuses the push), and the scan result is recorded in the config.
     """
     from .config import CodeInfo, parse_key_values
-    from .gitinfo import detect_code
+    from .transfer.push import code_with
 
     code: CodeInfo | bool | None = False if no_git else None
     if not no_git and (git_remote or git_commit):
-        detected = detect_code(path.resolve()) or CodeInfo()
-        code = CodeInfo(remote=git_remote or detected.remote, commit=git_commit or detected.commit, dirty=detected.dirty if not git_commit else None)
+        code = code_with(path, remote=git_remote, commit=git_commit)
     caching = {"concurrency": concurrency, "cache_dir": cache_dir, "use_cache": not no_cache}
     with connection.client(**caching) as client, _observer(json_out) as observer:
         result = client.push(
@@ -830,7 +833,7 @@ def lineage(
     json_out: JsonOut = False,
 ) -> None:
     """Show the ancestor tree of a model (parents by digest, across registries)."""
-    from .lineage import render_tree
+    from .ancestry import render_tree
 
     node = _run(connection, json_out, lambda c: c.lineage(ref, depth=depth))
     if node is not None:
@@ -859,8 +862,7 @@ def login(
         password = typer.prompt("Password", hide_input=True)
     if not password:
         raise UsageError("empty password")
-    where = api_login(host, username, password, plain_http=connection.plain_http, insecure=connection.insecure,
-                      ca_file=connection.ca_file, timeout=connection.timeout)
+    where = api_login(host, username, password, connection=connection.options())
     typer.echo(f"Login succeeded for {host} (credentials stored in {where})", err=True)
 
 

@@ -295,3 +295,7 @@ def media_type_of(raw: bytes) -> str | None:
         return None
     mt = obj.get("mediaType")
     return mt if isinstance(mt, str) else None
+
+
+#: The OCI empty descriptor: the config of artifacts that need none (signatures, promotion records).
+EMPTY_DESCRIPTOR = Descriptor(media_type=EMPTY_V1, digest=EMPTY_DIGEST, size=len(EMPTY_JSON))

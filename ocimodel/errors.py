@@ -45,12 +45,17 @@ class InvalidReferenceError(UsageError):
 
 
 class RegistryError(OcimodelError):
-    """The registry answered with an error (the OCI error body, summarised)."""
+    """The registry (or another store) answered with an error (the OCI error body, summarised).
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+    ``status`` and ``code`` are the HTTP status and OCI error code when known; ``origin`` names
+    who refused, for messages built elsewhere (``registry ghcr.io``).
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None, origin: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.origin = origin
 
 
 class AuthError(RegistryError):

@@ -1,35 +1,30 @@
-"""The provenance verbs: sign a model in its registry, verify it, and the offline helpers.
+"""The provenance use-cases: sign a model where it is stored, verify it, list its signatures.
 
 ``sign`` resolves a reference to its manifest digest once, signs that digest (keyless via
 Sigstore, or with a local key) and stores the bundle as a referrer
-(:mod:`ocimodel.signing.storage`). ``verify`` finds every bundle attached to the digest and
-succeeds if any one satisfies the policy. ``pull`` with a policy calls
-:func:`require_signature` on the digest it resolved, before writing anything.
-
-Each verb accepts ``registry=`` (a :class:`RegistryClient` to reuse, e.g. ``Client.registry``)
-or the connection options ``plain_http``, ``insecure``, ``ca_file``.
+(:mod:`ocimodel.signing.bundles`). ``verify`` finds every bundle attached to the digest and
+succeeds if any one satisfies the policy. ``pull`` with a policy and ``promote`` with a gate
+call :func:`require_signature` on the digest they resolved, before writing anything.
+Everything talks to a :class:`~ocimodel.storage.Target`, never to a registry client.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .descriptor import Descriptor
 from .errors import VerificationError
-from .reference import Reference
-from .registry.client import RegistryClient
-from .registry.connection import Connection
+from .signing import bundles
 from .signing import keys as signing_keys
-from .signing import storage
 from .signing.describe import ClaimedSigner, describe_bundle
 from .signing.policy import VerificationPolicy
 from .signing.statement import build_statement
 from .signing.verify import SignatureInfo, verify_blob, verify_bundle
+from .storage import TargetRef
 
 __all__ = [
     "SignResult",
@@ -98,27 +93,9 @@ class VerifyResult:
         }
 
 
-@contextmanager
-def _session(
-    registry: RegistryClient | None, ref: Reference, plain_http: bool, insecure: bool, ca_file: str | Path | None
-) -> Iterator[RegistryClient]:
-    """``registry`` as given (left open), or a new client closed afterwards (the environment's
-    ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD`` then go to ``ref``'s registry, and no other)."""
-    if registry is not None:
-        yield registry
-        return
-    connection = Connection(plain_http=plain_http, insecure=insecure, ca_file=ca_file, credentials_for=ref.registry)
-    with RegistryClient(connection) as client:
-        yield client
-
-
-def _parse(ref: str | Reference) -> Reference:
-    return Reference.coerce(ref)
-
-
-def _subject(client: RegistryClient, ref: Reference) -> Descriptor:
+def _subject(ref: TargetRef) -> Descriptor:
     """The manifest at ``ref``, fetched once (digest verified), as a descriptor."""
-    fetched = client.get_manifest(ref)
+    fetched = ref.target.fetch_manifest(ref.identifier)
     return Descriptor(media_type=fetched.media_type, digest=fetched.digest, size=len(fetched.raw))
 
 
@@ -143,7 +120,7 @@ def _make_bundle(
 
 
 def sign(
-    ref: str | Reference,
+    ref: TargetRef,
     *,
     key: str | Path | None = None,
     identity_token: str | None = None,
@@ -151,10 +128,6 @@ def sign(
     trust_config: str | Path | None = None,
     annotations: Mapping[str, str] | None = None,
     interactive: bool | None = None,
-    registry: RegistryClient | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    ca_file: str | Path | None = None,
 ) -> SignResult:
     """Sign the manifest ``ref`` names (its digest, resolved once) and attach the bundle.
 
@@ -164,22 +137,20 @@ def sign(
     private key) the password comes from ``OCIMODEL_KEY_PASSWORD`` or the terminal.
     ``annotations`` go into the signed statement's predicate.
     """
-    reference = _parse(ref)
-    with _session(registry, reference, plain_http, insecure, ca_file) as client:
-        subject = _subject(client, reference)
-        statement = build_statement(reference.name, subject.digest, annotations)
-        bundle = _make_bundle(
-            statement,
-            key=key,
-            identity_token=identity_token,
-            staging=staging,
-            trust_config=trust_config,
-            interactive=interactive,
-        )
-        stored = storage.attach_bundle(client, reference, subject, bundle.encode())
+    subject = _subject(ref)
+    statement = build_statement(ref.target.name, subject.digest, annotations)
+    bundle = _make_bundle(
+        statement,
+        key=key,
+        identity_token=identity_token,
+        staging=staging,
+        trust_config=trust_config,
+        interactive=interactive,
+    )
+    stored = bundles.attach_bundle(ref.target, subject, bundle.encode())
     claimed = describe_bundle(bundle)
     return SignResult(
-        reference=str(reference),
+        reference=str(ref),
         digest=subject.digest,
         referrer=stored.referrer.digest,
         fallback_tag=stored.fallback_tag,
@@ -193,7 +164,7 @@ def _short(digest: str) -> str:
     return digest[:19]
 
 
-def require_signature(client: RegistryClient, ref: Reference, policy: VerificationPolicy) -> list[SignatureInfo]:
+def require_signature(ref: TargetRef, policy: VerificationPolicy) -> list[SignatureInfo]:
     """The signatures of ``ref.digest`` satisfying ``policy``; VerificationError if none does.
 
     Every referrer is fetched by digest and judged from its own manifest; unrelated
@@ -204,7 +175,7 @@ def require_signature(client: RegistryClient, ref: Reference, policy: Verificati
         raise ValueError("require_signature needs a reference pinned to a digest")
     passed: list[SignatureInfo] = []
     reasons: list[str] = []
-    for stored in storage.find_bundles(client, ref, ref.digest):
+    for stored in bundles.find_bundles(ref.target, ref.digest):
         if stored.bundle is None:
             reasons.append(f"{_short(stored.referrer)}: {stored.error}")
             continue
@@ -215,36 +186,26 @@ def require_signature(client: RegistryClient, ref: Reference, policy: Verificati
     if passed:
         return passed
     if not reasons:
-        raise VerificationError(f"no signature found for {ref.digest} in {ref.name}")
+        raise VerificationError(f"no signature found for {ref.digest} in {ref.target.name}")
     raise VerificationError(
         f"no signature of {ref.digest} satisfies the policy ({len(reasons)} checked): " + "; ".join(reasons)
     )
 
 
-def verify(
-    ref: str | Reference,
-    policy: VerificationPolicy,
-    *,
-    registry: RegistryClient | None = None,
-    plain_http: bool = False,
-    insecure: bool = False,
-    ca_file: str | Path | None = None,
-) -> VerifyResult:
+def verify(ref: TargetRef, policy: VerificationPolicy) -> VerifyResult:
     """Verify that the manifest ``ref`` names (resolved once) is signed as ``policy`` demands."""
     policy.validate()
-    reference = _parse(ref)
-    with _session(registry, reference, plain_http, insecure, ca_file) as client:
-        digest = _subject(client, reference).digest
-        passed = require_signature(client, reference.with_digest(digest), policy)
-    return VerifyResult(reference=str(reference), digest=digest, signatures=passed)
+    digest = _subject(ref).digest
+    passed = require_signature(ref.with_digest(digest), policy)
+    return VerifyResult(reference=str(ref), digest=digest, signatures=passed)
 
 
-def list_signatures(client: RegistryClient, ref: Reference) -> list[dict[str, Any]]:
+def list_signatures(ref: TargetRef) -> list[dict[str, Any]]:
     """The signatures attached to ``ref.digest`` with the signer each CLAIMS (unverified)."""
     if not ref.digest:
         raise ValueError("list_signatures needs a reference pinned to a digest")
     found = []
-    for stored in storage.find_bundles(client, ref, ref.digest):
+    for stored in bundles.find_bundles(ref.target, ref.digest):
         claimed = describe_bundle(stored.bundle) if stored.bundle is not None else ClaimedSigner("unknown", None)
         entry = {"referrer": stored.referrer, "created": stored.created, **claimed.to_dict()}
         if stored.error:

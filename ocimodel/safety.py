@@ -17,14 +17,14 @@ mirror can fix those, never a policy refusal.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterable
 
 from ._version import __version__
-from .errors import DigestMismatchError, PolicyError
+from .errors import PolicyError
+from .model import ResolvedModel, plan_files
 from .scan import (
     DANGEROUS,
     HEAD_BYTES,
@@ -43,9 +43,7 @@ from .scan import (
 if TYPE_CHECKING:
     from .config import ModelConfig
     from .descriptor import Descriptor
-    from .reference import Reference
-    from .registry.client import RegistryClient
-    from .transfer import ResolvedModel
+    from .storage import Target
 
 #: Largest blob :func:`scan_model` reads to scan. Larger blobs are judged from their header
 #: when their format allows it (safetensors, GGUF, ONNX, plain numpy), else reported as not
@@ -82,10 +80,9 @@ def scan_files(
 
 
 def scan_model(
-    registry: RegistryClient, model: ResolvedModel, *, max_blob_bytes: int = MAX_BLOB_SCAN_BYTES,
-    options: ScanOptions = _DEFAULT,
+    model: ResolvedModel, *, max_blob_bytes: int = MAX_BLOB_SCAN_BYTES, options: ScanOptions = _DEFAULT
 ) -> ScanReport:
-    """Scan every file of a resolved model from the registry, writing no model file anywhere.
+    """Scan every file of a resolved model where it is stored, writing no model file anywhere.
 
     Each blob is streamed: its first bytes tell the format; a format judged from its header
     (safetensors, GGUF, ONNX, plain numpy) is scanned from that header and the rest not
@@ -95,56 +92,21 @@ def scan_model(
     (``verified=True``); larger blobs are reported as not fully inspected. Titles are
     validated as for a pull, so a hostile artifact is refused whole.
     """
-    from .transfer import plan_files  # not at import time: transfer may call into this module
-
     by_digest: dict[str, FileScan] = {}
     scans = []
     for item in plan_files(model):
         known = by_digest.get(item.layer.digest)
         if known is None:
             known = by_digest[item.layer.digest] = _scan_blob(
-                registry, model.reference, item.layer, item.title, max_blob_bytes, options)
+                model.reference.target, item.layer, item.title, max_blob_bytes, options)
             scans.append(known)
         else:
             scans.append(dataclasses.replace(known, path=item.title))
     return ScanReport(scans, subject=str(model.reference))
 
 
-class _Chunks:
-    """Reads a blob's chunk iterator in pieces of a chosen size, hashing what it hands out."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-        self.hash = hashlib.sha256()
-
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes (fewer only at the end of the blob)."""
-        parts, have = [self._pending], len(self._pending)
-        while have < n:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            parts.append(chunk)
-            have += len(chunk)
-        data = b"".join(parts)
-        data, self._pending = data[:n], data[n:]
-        self.hash.update(data)
-        return data
-
-    def read_into(self, out: IO[bytes]) -> None:
-        """Everything left, appended to ``out``."""
-        for chunk in (self._pending, *self._chunks):
-            self.hash.update(chunk)
-            out.write(chunk)
-        self._pending = b""
-
-
-def _scan_blob(
-    registry: RegistryClient, ref: Reference, layer: Descriptor, title: str, limit: int, options: ScanOptions
-) -> FileScan:
-    with registry.open_blob(ref, layer) as blob:
-        reader = _Chunks(blob.chunks())
+def _scan_blob(target: Target, layer: Descriptor, title: str, limit: int, options: ScanOptions) -> FileScan:
+    with target.open_blob(layer, what=f"blob {layer.digest[:19]} ({title})") as reader:
         head = reader.read(min(layer.size, HEAD_BYTES))
         needed = header_length(head, title)
         if needed is not None and len(head) < layer.size:
@@ -167,12 +129,7 @@ def _scan_blob(
         with spool as data:
             data.write(head)
             reader.read_into(data)
-            actual = "sha256:" + reader.hash.hexdigest()
-            if actual != layer.digest:
-                raise DigestMismatchError(
-                    f"blob {layer.digest[:19]} ({title}): digest mismatch (expected {layer.digest}, got {actual}); "
-                    "refusing it"
-                )
+            reader.verify()
             data.seek(0)
             scan = scan_stream(data, title, options)
     scan.verified = True

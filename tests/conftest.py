@@ -7,9 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from registry_fixtures import *  # noqa: E402,F401,F403 - fixtures are found by name
-
 import pytest  # noqa: E402
+from registry_fixtures import *  # noqa: E402,F401,F403 - fixtures are found by name
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from sigstore_standin import SigstoreStandin
 
 SIGSTORE_DATA = Path(__file__).parent / "data" / "sigstore"

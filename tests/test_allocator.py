@@ -7,7 +7,7 @@ import platform
 
 import pytest
 
-from ocimodel.allocator import tune_for_streaming
+from ocimodel.transfer.allocator import tune_for_streaming
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")

@@ -15,9 +15,9 @@ from ocimodel.errors import AuthError, NetworkError
 from ocimodel.reference import Reference
 from ocimodel.registry.auth import Challenge, parse_challenges
 from ocimodel.registry.client import RegistryClient
-from ocimodel.registry.tls import DeferredTrustContext
 from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
+from ocimodel.registry.tls import DeferredTrustContext
 
 
 def _round_trip(client: RegistryClient, server: RegistryServer, repo: str, payload: bytes = b"w") -> None:

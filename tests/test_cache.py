@@ -14,15 +14,13 @@ import pytest
 from faultproxy import FaultProxy
 from transfer_helpers import pull_model, push_model, tree, write_random
 
-import ocimodel.transfer
-from ocimodel.cache import CACHE_DIR_ENV, BlobCache, default_cache_dir, open_cache
-from ocimodel.digestcache import DigestCache
+import ocimodel.transfer.upload
 from ocimodel.reference import Reference
+from ocimodel.transfer.cache import CACHE_DIR_ENV, BlobCache, default_cache_dir, open_cache
+from ocimodel.transfer.digestcache import DigestCache
 
 KiB = 1024
 HOUR_AGO = time.time() - 3600
-
-
 
 
 @pytest.fixture
@@ -36,13 +34,13 @@ def cache(tmp_path: Path) -> Iterator[BlobCache]:
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Records every file the push hashes."""
     calls: list[Path] = []
-    real = ocimodel.transfer.sha256_file
+    real = ocimodel.transfer.upload.sha256_file
 
     def counting(path, progress=None):
         calls.append(Path(path))
         return real(path, progress)
 
-    monkeypatch.setattr(ocimodel.transfer, "sha256_file", counting)
+    monkeypatch.setattr(ocimodel.transfer.upload, "sha256_file", counting)
     return calls
 
 

@@ -155,7 +155,7 @@ def test_plain_push_and_pull_import_only_what_they_use(registry, repo, tmp_path,
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "w.bin").write_bytes(os.urandom(1000))
     ref = f"{registry.host}/{repo}:1"
-    heavy = {"sigstore", "cryptography", "ocimodel.stages", "ocimodel.provenance", "pydantic"}
+    heavy = {"sigstore", "cryptography", "ocimodel.lifecycle", "ocimodel.provenance", "pydantic"}
     pushed = _imported_by("push", str(tmp_path / "m"), ref, "--no-git", env=cli_env)
     pulled = _imported_by("pull", ref, str(tmp_path / "out"), env=cli_env)
     assert not heavy & pushed, heavy & pushed

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from sigstore_standin import GITHUB_ISSUER, SigstoreStandin
 from test_cli import run
 from test_provenance import ALICE, AMBIENT_VARS, ISSUER, WORKFLOW

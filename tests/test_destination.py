@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from transfer_helpers import everything, model_tree
 
 from ocimodel.api import Client
 from ocimodel.errors import OcimodelError, UnsafeContentError, UsageError
-from ocimodel.installed import STATE_NAME
 from ocimodel.registry.connection import Connection
-from transfer_helpers import everything, model_tree
+from ocimodel.transfer.installed import STATE_NAME
 
 
 @pytest.fixture

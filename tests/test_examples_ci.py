@@ -103,7 +103,6 @@ def test_github_actions_workflow_runs_push_sign_promote(registry, repo, docker_c
 
 def test_github_actions_gate_refuses_other_identity(registry, repo, docker_config, sigstore_standin, tmp_path):
     """The promote step's gate is real: a model signed by another workflow is not promoted."""
-    from ocimodel.provenance import sign
 
     src = tmp_path / "m.bin"
     src.write_bytes(b"weights")
@@ -113,7 +112,7 @@ def test_github_actions_gate_refuses_other_identity(registry, repo, docker_confi
         token = sigstore_standin.mint_token(
             "repo:evil/fork:ref:refs/heads/main", "https://token.actions.githubusercontent.com",
             **sigstore_standin.github_claims("evil/fork", "evil/fork/.github/workflows/x.yml@refs/heads/main"))
-        sign(ref, identity_token=token, trust_config=sigstore_standin.trust_config_path, registry=client.registry)
+        client.sign(ref, identity_token=token, trust_config=sigstore_standin.trust_config_path)
     promote = next(s for s in yaml.safe_load(WORKFLOW.read_text())["jobs"]["release"]["steps"] if s.get("id") == "promote")
     env = {**os.environ, **_python_bin_env(), "MODEL_REPO": f"{registry.host}/{repo}", "MODEL_DIGEST": digest,
            "GITHUB_RUN_ID": "1", "GITHUB_SHA": "0" * 40,

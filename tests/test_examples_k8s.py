@@ -17,10 +17,9 @@ import pytest
 import yaml
 
 from ocimodel.api import Client
-from ocimodel.installed import STATE_NAME
-from ocimodel.provenance import sign
 from ocimodel.registry.connection import Connection
 from ocimodel.signing.policy import VerificationPolicy
+from ocimodel.transfer.installed import STATE_NAME
 
 pytest_plugins = ["sigstore_fixtures"]
 
@@ -153,7 +152,7 @@ def publish(client: Client, standin: Any, ref: str, tmp_path: Path, content: byt
     if signed:
         token = standin.mint_token("repo:acme/churn:ref:refs/heads/main", GITHUB_ISSUER,
                                    **standin.github_claims("acme/churn", RELEASE_WORKFLOW))
-        sign(ref, identity_token=token, trust_config=standin.trust_config_path, registry=client.registry)
+        client.sign(ref, identity_token=token, trust_config=standin.trust_config_path)
     return digest
 
 
@@ -213,7 +212,7 @@ def test_model_signed_by_another_workflow_is_refused(cluster, tmp_path):
     client.push(model, init.ref, code=False)
     token = standin.mint_token("repo:evil/fork:ref:refs/heads/main", GITHUB_ISSUER,
                                **standin.github_claims("evil/fork", "evil/fork/.github/workflows/release.yml@refs/heads/main"))
-    sign(init.ref, identity_token=token, trust_config=standin.trust_config_path, registry=client.registry)
+    client.sign(init.ref, identity_token=token, trust_config=standin.trust_config_path)
     code, log, stderr = init.run()
     assert code == 5 and "wrong identity" in log[-1]["message"]
     assert list(init.model.iterdir()) == []

@@ -23,22 +23,18 @@ from faultproxy import Fault, FaultProxy
 from registry_fixtures import RegistryServer, fast_retry
 from transfer_helpers import everything, model_tree, pull_model, push_model, tree, write_random
 
-from ocimodel.installed import STATE_NAME
-
 from ocimodel.descriptor import LAYER_MEDIA_TYPE, Descriptor
-from ocimodel.destination import LOCK_NAME, PARTIAL_DIR, DestinationLock
 from ocimodel.errors import DigestMismatchError, NetworkError, UsageError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
 from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
 from ocimodel.registry.retry import RetryPolicy
-from ocimodel.transfer import NullObserver
+from ocimodel.transfer.destination import LOCK_NAME, PARTIAL_DIR, DestinationLock
+from ocimodel.transfer.installed import STATE_NAME
+from ocimodel.transfer.observer import NullObserver
 
 MiB = 1024 * 1024
-
-
-
 
 
 def _ref(fault_proxy: FaultProxy, repo: str, tag: str = "v1") -> Reference:

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ocimodel.config import CodeInfo, FileInfo, Lineage, ModelConfig, Parent, parse_key_values
 from ocimodel.descriptor import (

@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ocimodel.gitinfo import strip_credentials
+from ocimodel.transfer.gitinfo import strip_credentials
 
 
 @pytest.mark.parametrize(

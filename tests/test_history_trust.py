@@ -20,22 +20,20 @@ from ocimodel import provenance
 from ocimodel.api import Client
 from ocimodel.descriptor import EMPTY_JSON, EMPTY_V1, INDEX_V1, Descriptor, Manifest
 from ocimodel.errors import UsageError, VerificationError
+from ocimodel.lifecycle.actor import Actor
+from ocimodel.lifecycle.history import history
+from ocimodel.lifecycle.promote import promote
+from ocimodel.lifecycle.records import RECORD_MEDIA_TYPE, PromotionRecord, build_record_manifest, history_tag
+from ocimodel.lifecycle.rollback import rollback
+from ocimodel.lifecycle.stages import stages
 from ocimodel.reference import Reference
+from ocimodel.referrers import fallback_tag
 from ocimodel.registry.connection import Connection
+from ocimodel.registry.target import RegistryTarget, target_ref
 from ocimodel.signing import keys as signing_keys
-from ocimodel.signing import storage
+from ocimodel.signing.bundles import attach_bundle, find_bundles
 from ocimodel.signing.policy import VerificationPolicy
-from ocimodel.stages import (
-    RECORD_MEDIA_TYPE,
-    Actor,
-    PromotionRecord,
-    build_record_manifest,
-    history,
-    history_tag,
-    promote,
-    rollback,
-    stages,
-)
+from ocimodel.storage import TargetRef
 
 pytest_plugins = ["sigstore_fixtures"]
 
@@ -80,8 +78,8 @@ def policy(keys) -> VerificationPolicy:
     return VerificationPolicy(keys=(keys["release"][1],))
 
 
-def signer(client, key: Path):
-    return lambda ref: provenance.sign(ref, key=key, registry=client, interactive=False)
+def signer(key: Path):
+    return lambda ref: provenance.sign(ref, key=key, interactive=False)
 
 
 def signed_history(client, repo_ref: Reference, push, key: Path, count: int = 3) -> list[tuple[str, str]]:
@@ -89,8 +87,7 @@ def signed_history(client, repo_ref: Reference, push, key: Path, count: int = 3)
     done = []
     for n in range(1, count + 1):
         digest = push(repo_ref.repository, str(n))
-        result = promote(client, repo_ref.with_tag(str(n)), "prod", reason=f"r{n}", actor="release",
-                         sign_record=signer(client, key), settle=FAST)
+        result = promote(target_ref(client, repo_ref.with_tag(str(n))), "prod", reason=f"r{n}", actor="release", sign_record=signer(key), settle=FAST)
         done.append((digest, result.record))
     return done
 
@@ -130,7 +127,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def test_signed_history_verifies_and_unsigned_history_says_unverified(client, repo_ref, push, keys, policy, docker_config):
     chain = signed_history(client, repo_ref, push, keys["release"][0])
-    report = history(client, repo_ref, "prod", policy=policy)
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert report.ok and report.verified is True, report.findings
     assert [e.signature_verified for e in report.entries] == [True, True, True]
     assert [e.record for e in report.entries] == [r for _, r in reversed(chain)]
@@ -161,9 +158,9 @@ def test_chain_replaced_by_an_unsigned_one(client, repo_ref, push, keys, policy,
     f2 = forge(client, repo_ref, evil, d1, f1.digest)
     point(client, repo_ref, f2, evil)
 
-    plain = history(client, repo_ref, "prod")
+    plain = history(RegistryTarget(client, repo_ref), "prod")
     assert plain.ok and plain.verified is None  # consistent: without a policy nothing is wrong
-    report = history(client, repo_ref, "prod", policy=policy)
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert not report.ok and report.verified is False
     found = kinds(report)
     assert ("unsigned", f2.digest) in found and ("unsigned", f1.digest) in found
@@ -173,7 +170,7 @@ def test_chain_replaced_by_an_unsigned_one(client, repo_ref, push, keys, policy,
     assert "this history does not contain" in replaced[0].message
 
     with pytest.raises(VerificationError, match=f"refusing to roll back prod to {d1}.*not signed under the policy"):
-        rollback(client, repo_ref, "prod", to=d1, policy=policy, settle=FAST)
+        rollback(RegistryTarget(client, repo_ref), "prod", to=d1, policy=policy, settle=FAST)
     assert client.head_manifest(repo_ref.with_tag("prod")).digest == evil
 
     base = f"{repo_ref.registry}/{repo_ref.repository}"
@@ -190,23 +187,23 @@ def test_forged_records_signed_with_another_key(client, repo_ref, push, keys, po
     (d1, r1), (d2, r2), (d3, r3) = signed_history(client, repo_ref, push, keys["release"][0])
     evil = push(repo_ref.repository, "evil")
     forged = forge(client, repo_ref, evil, d3, r3)
-    provenance.sign(repo_ref.with_digest(forged.digest), key=keys["mallory"][0], registry=client, interactive=False)
+    provenance.sign(target_ref(client, repo_ref.with_digest(forged.digest)), key=keys["mallory"][0], interactive=False)
     point(client, repo_ref, forged, evil)
 
-    report = history(client, repo_ref, "prod", policy=policy)
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert kinds(report) == [("signed-by-other", forged.digest)]
     assert "not by anyone the policy trusts" in report.findings[0].message
     assert "wrong key" in report.findings[0].message
     assert [e.signature_verified for e in report.entries] == [False, True, True, True]
     # The mallory-signed record passes a policy that trusts mallory: the policy decides.
-    assert history(client, repo_ref, "prod", policy=VerificationPolicy(keys=(keys["mallory"][1],))).entries[0].signature_verified
+    assert history(RegistryTarget(client, repo_ref), "prod", policy=VerificationPolicy(keys=(keys["mallory"][1],))).entries[0].signature_verified
 
     # Undoing the forged promotion would trust its claim of what came before: name the target.
     with pytest.raises(VerificationError, match=f"promotion record {forged.digest} .*is signed-by-other.*--to"):
-        rollback(client, repo_ref, "prod", policy=policy, settle=FAST)
-    assert rollback(client, repo_ref, "prod", to=d2, policy=policy, settle=FAST).digest == d2
+        rollback(RegistryTarget(client, repo_ref), "prod", policy=policy, settle=FAST)
+    assert rollback(RegistryTarget(client, repo_ref), "prod", to=d2, policy=policy, settle=FAST).digest == d2
     with pytest.raises(VerificationError, match=f"refusing to roll back prod to {evil}: the records.*signed-by-other"):
-        rollback(client, repo_ref, "prod", to=evil, policy=policy, settle=FAST)
+        rollback(RegistryTarget(client, repo_ref), "prod", to=evil, policy=policy, settle=FAST)
 
 
 def test_forged_head_cannot_steer_a_rollback_to_an_old_version(client, repo_ref, push, keys, policy):
@@ -215,10 +212,10 @@ def test_forged_head_cannot_steer_a_rollback_to_an_old_version(client, repo_ref,
     forged = forge(client, repo_ref, d3, d1, r3)  # "d1 -> d3": rollback --steps 1 would pick d1
     point(client, repo_ref, forged, d3)
     with pytest.raises(VerificationError, match="is unsigned under the policy"):
-        rollback(client, repo_ref, "prod", policy=policy, settle=FAST)
+        rollback(RegistryTarget(client, repo_ref), "prod", policy=policy, settle=FAST)
     assert client.head_manifest(repo_ref.with_tag("prod")).digest == d3
     # Without a policy the forged claim is all there is to go by.
-    assert rollback(client, repo_ref, "prod", settle=FAST).digest == d1
+    assert rollback(RegistryTarget(client, repo_ref), "prod", settle=FAST).digest == d1
 
 
 def test_signature_of_another_record_attached_to_a_forged_one(client, repo_ref, push, keys, policy):
@@ -226,12 +223,12 @@ def test_signature_of_another_record_attached_to_a_forged_one(client, repo_ref, 
     (d1, r1), (d2, r2), (d3, r3) = signed_history(client, repo_ref, push, keys["release"][0])
     evil = push(repo_ref.repository, "evil")
     forged = forge(client, repo_ref, evil, d3, r3)
-    [genuine] = storage.find_bundles(client, repo_ref, r3)
+    [genuine] = find_bundles(RegistryTarget(client, repo_ref), r3)
     subject = Descriptor(forged.media_type, forged.digest, len(forged.raw))
-    storage.attach_bundle(client, repo_ref, subject, genuine.bundle, settle=FAST)
+    attach_bundle(RegistryTarget(client, repo_ref), subject, genuine.bundle, settle=FAST)
     point(client, repo_ref, forged, evil)
 
-    report = history(client, repo_ref, "prod", policy=policy)
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert kinds(report) == [("signature-mismatch", forged.digest)]
     assert "signature of other bytes" in report.findings[0].message
     assert f"covers sha256:{r3.removeprefix('sha256:')}" in report.findings[0].message
@@ -243,16 +240,16 @@ def test_history_tag_moved_back_to_an_older_signed_head(client, repo_ref, push, 
     (d1, r1), (d2, r2), (d3, r3) = signed_history(client, repo_ref, push, keys["release"][0])
     point(client, repo_ref, r2, d2)
 
-    assert history(client, repo_ref, "prod").ok  # nothing to see without a policy
-    report = history(client, repo_ref, "prod", policy=policy)
+    assert history(RegistryTarget(client, repo_ref), "prod").ok  # nothing to see without a policy
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert [e.signature_verified for e in report.entries] == [True, True]
     assert kinds(report) == [("head-behind", r3)]
     assert f"follows the history head {r2}" in report.findings[0].message
     assert report.verified is False
     # "previous" is not the stage's real past any more: rollback wants an explicit target.
     with pytest.raises(UsageError, match="head-behind.*name the digest with --to"):
-        rollback(client, repo_ref, "prod", policy=policy, settle=FAST)
-    assert rollback(client, repo_ref, "prod", to=d1, policy=policy, settle=FAST).digest == d1
+        rollback(RegistryTarget(client, repo_ref), "prod", policy=policy, settle=FAST)
+    assert rollback(RegistryTarget(client, repo_ref), "prod", to=d1, policy=policy, settle=FAST).digest == d1
 
 
 def test_signed_record_replayed_from_another_repository(client, registry, repo_ref, push, keys, policy):
@@ -262,12 +259,12 @@ def test_signed_record_replayed_from_another_repository(client, registry, repo_r
     push(other.repository, "base")
     for digest in (d1, r1):
         copy_manifest(client, repo_ref, other, digest)
-    [genuine] = storage.find_bundles(client, repo_ref, r1)
+    [genuine] = find_bundles(RegistryTarget(client, repo_ref), r1)
     record = client.get_manifest(repo_ref.with_digest(r1))
-    storage.attach_bundle(client, other, Descriptor(record.media_type, r1, len(record.raw)), genuine.bundle, settle=FAST)
+    attach_bundle(RegistryTarget(client, other), Descriptor(record.media_type, r1, len(record.raw)), genuine.bundle, settle=FAST)
     point(client, other, r1, d1)
 
-    report = history(client, other, "prod", policy=policy)
+    report = history(RegistryTarget(client, other), "prod", policy=policy)
     assert kinds(report) == [("wrong-repository", r1)] and not report.complete
     assert f"a promotion in {repo_ref.name}, not {other.name}" in report.findings[0].message
 
@@ -287,34 +284,33 @@ def test_interrupted_promotion_reported_until_the_next_one(client, repo_ref, pus
     """A signed record whose promotion stopped before moving the head, then a normal promotion."""
     (d1, r1), (d2, r2) = signed_history(client, repo_ref, push, keys["release"][0], count=2)
     push(repo_ref.repository, "3")
-    sign = signer(client, keys["release"][0])
+    sign = signer(keys["release"][0])
     interrupted: list[str] = []
 
-    def sign_then_die(ref: Reference) -> object:
+    def sign_then_die(ref: TargetRef) -> object:
         sign(ref)
         interrupted.append(ref.digest)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        promote(client, repo_ref.with_tag("3"), "prod", reason="r3", sign_record=sign_then_die, settle=FAST)
-    report = history(client, repo_ref, "prod", policy=policy)
+        promote(target_ref(client, repo_ref.with_tag("3")), "prod", reason="r3", sign_record=sign_then_die, settle=FAST)
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert kinds(report) == [("head-behind", interrupted[0])]
     assert "stopped before moving the head" in report.findings[0].message
 
     # The next promotion builds on the same head: the stray record is a sibling, not a finding.
-    promote(client, repo_ref.with_tag("3"), "prod", reason="r3 again", sign_record=sign, settle=FAST)
-    after = history(client, repo_ref, "prod", policy=policy)
+    promote(target_ref(client, repo_ref.with_tag("3")), "prod", reason="r3 again", sign_record=sign, settle=FAST)
+    after = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert after.ok and after.verified is True, after.findings
     assert interrupted[0] not in {e.record for e in after.entries}
 
 
 def test_unsigned_records_before_signing_began(client, repo_ref, push, keys, policy, docker_config):
     push(repo_ref.repository, "1")
-    promote(client, repo_ref.with_tag("1"), "prod", reason="before signing", settle=FAST)
+    promote(target_ref(client, repo_ref.with_tag("1")), "prod", reason="before signing", settle=FAST)
     push(repo_ref.repository, "2")
-    signed = promote(client, repo_ref.with_tag("2"), "prod", reason="signed", sign_record=signer(client, keys["release"][0]),
-                     settle=FAST)
-    report = history(client, repo_ref, "prod", policy=policy)
+    signed = promote(target_ref(client, repo_ref.with_tag("2")), "prod", reason="signed", sign_record=signer(keys["release"][0]), settle=FAST)
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert [f.kind for f in report.findings] == ["unsigned"] and report.entries[0].record == signed.record
 
     base = f"{repo_ref.registry}/{repo_ref.repository}"
@@ -340,14 +336,13 @@ def test_keyless_record_signatures_by_another_identity(client, repo_ref, push, s
 
     def keyless(identity: str):
         token = sigstore_standin.mint_token(identity, GITHUB_ISSUER)
-        return lambda ref: provenance.sign(ref, identity_token=token, trust_config=sigstore_standin.trust_config_path,
-                                           registry=client, interactive=False)
+        return lambda ref: provenance.sign(ref, identity_token=token, trust_config=sigstore_standin.trust_config_path, interactive=False)
 
     d1 = push(repo_ref.repository, "1")
-    first = promote(client, repo_ref.with_tag("1"), "prod", reason="r1", sign_record=keyless(release), settle=FAST)
+    first = promote(target_ref(client, repo_ref.with_tag("1")), "prod", reason="r1", sign_record=keyless(release), settle=FAST)
     evil = push(repo_ref.repository, "evil")
     forged = forge(client, repo_ref, evil, d1, first.record)
-    keyless("mallory@evil.example")(repo_ref.with_digest(forged.digest))
+    keyless("mallory@evil.example")(target_ref(client, repo_ref.with_digest(forged.digest)))
     point(client, repo_ref, forged, evil)
 
     policy = VerificationPolicy(
@@ -355,11 +350,11 @@ def test_keyless_record_signatures_by_another_identity(client, repo_ref, push, s
         certificate_oidc_issuer=GITHUB_ISSUER,
         trusted_root=sigstore_standin.trusted_root_path,
     )
-    report = history(client, repo_ref, "prod", policy=policy)
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert kinds(report) == [("signed-by-other", forged.digest)]
     assert "wrong identity" in report.findings[0].message and "mallory@evil.example" in report.findings[0].message
     assert report.entries[1].signed_by == f"{release} ({GITHUB_ISSUER})"
-    info = stages(client, repo_ref, policy=policy)[0]
+    info = stages(RegistryTarget(client, repo_ref), policy=policy)[0]
     assert info.signature_verified is False and info.signature_finding.startswith("signed-by-other: ")
 
 
@@ -369,8 +364,8 @@ def test_garbled_referrers_indexes_are_findings_not_crashes(client, repo_ref, pu
     (d1, r1), (d2, r2) = signed_history(client, repo_ref, push, keys["release"][0], count=2)
     junk = json.dumps({"schemaVersion": 2, "mediaType": INDEX_V1, "manifests": [], "annotations": {"x": 1}}).encode()
     for subject in (d1, r2):
-        client.put_manifest(repo_ref.with_tag(storage.fallback_tag(subject)), junk, INDEX_V1)
-    report = history(client, repo_ref, "prod", policy=policy)
+        client.put_manifest(repo_ref.with_tag(fallback_tag(subject)), junk, INDEX_V1)
+    report = history(RegistryTarget(client, repo_ref), "prod", policy=policy)
     assert kinds(report) == [("invalid-signature", r2)]
     assert "signatures cannot be listed" in report.findings[0].message
     assert [e.signature_verified for e in report.entries] == [False, True]

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ocimodel.config import CodeInfo, FileInfo, Lineage, ModelConfig, Parent
 from ocimodel.descriptor import (
@@ -29,15 +30,16 @@ from ocimodel.descriptor import (
     Manifest,
     media_type_of,
 )
-from ocimodel.dirfd import DirHandle
 from ocimodel.errors import SchemaError
-from ocimodel.installed import STATE_NAME, InstalledFile, InstallState, read_state
 from ocimodel.jsondoc import MAX_DEPTH
+from ocimodel.lifecycle.actor import Actor
+from ocimodel.lifecycle.records import PromotionRecord
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
 from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
-from ocimodel.stages import Actor, PromotionRecord
+from ocimodel.transfer.dirfd import DirHandle
+from ocimodel.transfer.installed import STATE_NAME, InstalledFile, InstallState, read_state
 
 DIGEST = "sha256:" + "ab" * 32
 LAYER = Descriptor(media_type=LAYER_MEDIA_TYPE, digest=EMPTY_DIGEST, size=2, annotations={ANNOTATION_TITLE: "a.bin"})

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from registry_fixtures import LocalServer, RecordedRequest, Reply, fast_retry
 from transfer_helpers import everything, pull_model
 
@@ -40,11 +41,11 @@ from ocimodel.errors import (
     UnsafeContentError,
     UsageError,
 )
-from ocimodel.registry.connection import Connection
-from ocimodel.titles import validate_titles
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
+from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
+from ocimodel.titles import validate_titles
 
 _PATH_RE = re.compile(r"^/v2/(?P<name>.+)/(?P<kind>manifests|blobs)/(?P<ref>[^/?]+)$")
 

@@ -6,16 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+from registry_fixtures import fast_retry, free_port
 
+from ocimodel.ancestry import CYCLE, NOT_FOLLOWED, OK, UNRESOLVED, LineageNode, ancestry, render_tree
 from ocimodel.api import Client
 from ocimodel.errors import NotFoundError
-from ocimodel.lineage import CYCLE, NOT_FOLLOWED, OK, UNRESOLVED, LineageNode, lineage, render_tree
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
-from ocimodel.storage import FetchedManifest
 from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
-from registry_fixtures import fast_retry, free_port
+from ocimodel.registry.target import locator
+from ocimodel.storage import FetchedManifest
 
 MISSING = "sha256:" + "0" * 64
 
@@ -45,7 +46,7 @@ def family(registry, repo, push) -> dict[str, str]:
 
 
 def test_lineage_across_repositories_with_a_missing_parent(client, registry, family):
-    root = lineage(client, f"{registry.host}/{family['b']}:child")
+    root = ancestry(locator(client), locator(client)(f"{registry.host}/{family['b']}:child"))
     assert (root.status, root.digest, root.version) == (OK, family["child"], "child")
     mid, missing = root.parents
     assert (mid.status, mid.digest, mid.reference) == (OK, family["mid"], f"{registry.host}/{family['b']}:mid@{family['mid']}")
@@ -75,11 +76,11 @@ def test_lineage_across_repositories_with_a_missing_parent(client, registry, fam
 
 
 def test_depth_bounds_the_walk(client, registry, family):
-    root = lineage(client, f"{registry.host}/{family['b']}:child", depth=1)
+    root = ancestry(locator(client), locator(client)(f"{registry.host}/{family['b']}:child"), depth=1)
     mid = root.parents[0]
     assert mid.status == OK
     assert [(p.status, p.digest, p.reason) for p in mid.parents] == [(NOT_FOLLOWED, family["base"], "beyond depth 1")]
-    shallow = lineage(client, f"{registry.host}/{family['b']}:child", depth=0)
+    shallow = ancestry(locator(client), locator(client)(f"{registry.host}/{family['b']}:child"), depth=0)
     assert [p.status for p in shallow.parents] == [NOT_FOLLOWED, NOT_FOLLOWED]
 
 
@@ -92,7 +93,7 @@ def test_client_per_registry_and_unreachable_parent(client, registry, repo, push
         asked.append(host)
         return client
 
-    root = lineage(client_for, f"{registry.host}/{repo}:x")
+    root = ancestry(locator(client_for), locator(client_for)(f"{registry.host}/{repo}:x"))
     unreachable, hub = root.parents
     assert root.digest == digest and asked[0] == registry.host and dead in asked and "docker.io" in asked
     assert unreachable.status == UNRESOLVED and "cannot connect" in unreachable.reason
@@ -100,16 +101,16 @@ def test_client_per_registry_and_unreachable_parent(client, registry, repo, push
 
 
 def test_parent_recorded_without_digest_is_unresolved(client, registry, repo, push):
-    from ocimodel.lineage import _Walker
+    from ocimodel.ancestry import _Walker
     from ocimodel.config import Parent
 
-    node = _Walker(client, 5)._parent(Parent(reference=f"{registry.host}/{repo}:moving"), 1, frozenset())
+    node = _Walker(locator(client), 5)._parent(Parent(reference=f"{registry.host}/{repo}:moving"), 1, frozenset())
     assert node.status == UNRESOLVED and "without a digest" in node.reason
 
 
 def test_root_errors_propagate(client, registry, repo):
     with pytest.raises(NotFoundError):
-        lineage(client, f"{registry.host}/{repo}:nope")
+        ancestry(locator(client), locator(client)(f"{registry.host}/{repo}:nope"))
 
 
 class LyingClient(RegistryClient):
@@ -128,7 +129,7 @@ class LyingClient(RegistryClient):
 def test_cycle_detected_by_digest(registry, family, docker_config):
     child_ref = Reference(registry.host, family["b"], digest=family["child"])
     with LyingClient({family["mid"]: child_ref}) as liar:  # mid's digest now serves the child
-        root = lineage(liar, f"{registry.host}/{family['b']}:child", depth=10)
+        root = ancestry(locator(liar), locator(liar)(f"{registry.host}/{family['b']}:child"), depth=10)
     cycle, missing = root.parents
     assert (cycle.status, cycle.digest) == (CYCLE, family["child"])
     assert cycle.reason == f"{family['child']} is its own ancestor" and cycle.parents == []
@@ -140,7 +141,7 @@ def test_diamond_is_not_a_cycle(client, registry, repo, push):
     left = push(f"{repo}:left", (f"{registry.host}/{repo}:base",))
     right = push(f"{repo}:right", (f"{registry.host}/{repo}:base",))
     push(f"{repo}:top", (f"{registry.host}/{repo}@{left}", f"{registry.host}/{repo}@{right}"))
-    root = lineage(client, f"{registry.host}/{repo}:top")
+    root = ancestry(locator(client), locator(client)(f"{registry.host}/{repo}:top"))
     assert [n.status for n in root.walk()] == [OK] * 5
     assert [n.digest for n in root.walk()].count(base) == 2
     assert isinstance(root, LineageNode)

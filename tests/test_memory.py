@@ -64,7 +64,7 @@ def test_push_and_pull_multi_gib_in_flat_memory(registry, repo, tmp_path, docker
     assert code == 0, err
     print(f"pull peak RSS {pull_rss // 1024} MiB, {pull_faults} minor faults")
     assert pull_rss < LIMIT_KIB, f"pull peaked at {pull_rss // 1024} MiB"
-    # Chunk buffers are reused, not faulted in afresh per chunk (ocimodel.allocator): with
+    # Chunk buffers are reused, not faulted in afresh per chunk (ocimodel.transfer.allocator): with
     # glibc's adaptive defaults this pull took ~350 000 faults (a page per 4 KiB received).
     assert pull_faults < FAULT_LIMIT, f"pull took {pull_faults} minor page faults"
 

@@ -7,8 +7,8 @@ blobs in its own storage directory, which lets a test tamper with what the mirro
 from __future__ import annotations
 
 import base64
-import os
 import logging
+import os
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -29,10 +29,10 @@ from registry_fixtures import (
 from ocimodel.api import Client
 from ocimodel.descriptor import MANIFEST_V1
 from ocimodel.errors import NotFoundError, UsageError
+from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
 from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
-from ocimodel.reference import Reference
 from ocimodel.registry.mirrors import Mirror, parse_mirrors
 
 MiB = 1024 * 1024

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sigstore_standin import GITHUB_ISSUER, SigstoreStandin
 
 import ocimodel
 from ocimodel.api import Client
@@ -21,13 +22,12 @@ from ocimodel.descriptor import EMPTY_DIGEST, EMPTY_V1, INDEX_V1, MANIFEST_V1, D
 from ocimodel.errors import UsageError, VerificationError
 from ocimodel.provenance import SignResult
 from ocimodel.reference import Reference
+from ocimodel.referrers import fallback_tag
 from ocimodel.registry.client import RegistryClient
-from ocimodel.storage import FetchedManifest
 from ocimodel.registry.connection import Connection
 from ocimodel.signing.policy import VerificationPolicy
 from ocimodel.signing.statement import BUNDLE_MEDIA_TYPE, PREDICATE_TYPE
-from ocimodel.signing.storage import fallback_tag
-from sigstore_standin import GITHUB_ISSUER, SigstoreStandin
+from ocimodel.storage import FetchedManifest
 
 pytest_plugins = ["sigstore_fixtures"]
 

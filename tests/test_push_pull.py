@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from transfer_helpers import everything, model_tree, tree
 
 import ocimodel
 from ocimodel.api import Client
@@ -20,18 +21,15 @@ from ocimodel.descriptor import (
     Manifest,
 )
 from ocimodel.errors import DigestMismatchError, NotFoundError, UnsafeContentError, UsageError
-from ocimodel.installed import STATE_NAME as STATE  # the one file a successful pull adds
 from ocimodel.reference import Reference
 from ocimodel.registry.connection import Connection
-from transfer_helpers import everything, model_tree, tree
+from ocimodel.transfer.installed import STATE_NAME as STATE  # the one file a successful pull adds
 
 
 @pytest.fixture
 def oc(registry, docker_config):
     with Client(Connection(plain_http=True)) as client:
         yield client
-
-
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Reference parsing: docker-style names, clear errors for malformed input."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ocimodel.errors import InvalidReferenceError
 from ocimodel.reference import Reference

@@ -37,9 +37,9 @@ from ocimodel.errors import (
 )
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
-from ocimodel.registry.uploads import group_chunks, split_pieces
 from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
+from ocimodel.registry.uploads import group_chunks, split_pieces
 
 MiB = 1024 * 1024
 
@@ -392,7 +392,6 @@ def test_delete_tag_where_supported(docker_config: Path) -> None:
     with LocalServer(lambda request: Reply(202)) as server, RegistryClient(Connection(plain_http=True)) as client:
         client.delete_tag(Reference(server.host, "team/model", "old"))
     assert [(r.method, r.path) for r in server.requests] == [("DELETE", "/v2/team/model/manifests/old")]
-
 
 
 def test_list_tags_sorted(client: RegistryClient, registry: RegistryServer, repo: str) -> None:

@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pickle_helpers import SYSTEM, Reduce
 
 from ocimodel.api import Client
 from ocimodel.config import ModelConfig
@@ -30,8 +31,6 @@ from ocimodel.safety import (
     scan_summary,
 )
 from ocimodel.scan import ScanOptions, header_length, scan_bytes
-
-from pickle_helpers import SYSTEM, Reduce
 
 
 def evil_pickle(marker: Path | None = None) -> bytes:

@@ -29,16 +29,26 @@ import zlib
 from pathlib import Path
 
 import pytest
+import scan_corpus as corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import scan_corpus as corpus
-from ocimodel.errors import UsageError
-from ocimodel.scan import ScanLimits, ScanOptions, classify, format_report, scan_bytes, scan_file, scan_path, scan_stream
-from ocimodel.scan import AllowList, ScanReport
-from ocimodel.scan.scanner import pickle_named
 from pickle_helpers import SYSTEM, Reduce
 from scan_corpus import EVIL, call, g, p4, s0, s4, sg
+
+from ocimodel.errors import UsageError
+from ocimodel.scan import (
+    AllowList,
+    ScanLimits,
+    ScanOptions,
+    ScanReport,
+    classify,
+    format_report,
+    scan_bytes,
+    scan_file,
+    scan_path,
+    scan_stream,
+)
+from ocimodel.scan.scanner import pickle_named
 
 
 def evil(marker: Path | None = None) -> Reduce:

@@ -15,6 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sigstore.models import ClientTrustConfig
+from sigstore_standin import GITHUB_ISSUER, SigstoreStandin
 
 from ocimodel.errors import OcimodelError, UsageError, VerificationError
 from ocimodel.signing.keyless import obtain_identity_token, sign_statement_keyless, trust_config
@@ -22,7 +23,6 @@ from ocimodel.signing.keys import generate_keypair
 from ocimodel.signing.policy import VerificationPolicy
 from ocimodel.signing.statement import build_statement
 from ocimodel.signing.verify import verify_blob, verify_bundle
-from sigstore_standin import GITHUB_ISSUER, SigstoreStandin
 
 pytest_plugins = ["sigstore_fixtures"]
 

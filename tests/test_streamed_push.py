@@ -15,13 +15,13 @@ from faultproxy import Fault, FaultProxy
 from registry_fixtures import fast_retry
 from transfer_helpers import model_tree, pull_model, push_model, tree, write_random
 
-import ocimodel.transfer as transfer
-from ocimodel.cache import BlobCache
+import ocimodel.transfer.upload as transfer
 from ocimodel.errors import DigestMismatchError, NotFoundError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
 from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
+from ocimodel.transfer.cache import BlobCache
 
 MiB = 1024 * 1024
 STREAM_MIN = MiB  # every test file here is streamed

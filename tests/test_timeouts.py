@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 from faultproxy import Fault, FaultProxy
-from registry_fixtures import LocalServer, RecordedRequest, RegistryServer, Reply, fast_retry
+from registry_fixtures import LocalServer, RecordedRequest, Reply, fast_retry
 from transfer_helpers import pull_model, push_model, write_random
 
 from ocimodel.errors import NetworkError, UsageError

@@ -1,34 +1,31 @@
-"""Push and pull at the transfer layer (what ``api.Client`` composes), with the new options.
+"""Push and pull at the transfer layer (what the push and pull use-cases compose).
 
 The fault, cache and hostile-registry tests drive :mod:`ocimodel.transfer` directly so they can
-pass a blob cache, a custom client (through a fault proxy) and count what happened.
+pass a blob cache, a custom client (through a fault proxy) and count what happened. Nothing
+but the model's files is written: no state file, no scan.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocimodel.installed import STATE_NAME
-
-from ocimodel.cache import BlobCache
 from ocimodel.config import ModelConfig
 from ocimodel.descriptor import Manifest
-from ocimodel.files import collect_files
+from ocimodel.model import ResolvedModel, plan_files, resolve
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
-from ocimodel.transfer import (
-    STREAM_MIN_SIZE,
-    NullObserver,
-    ResolvedModel,
-    TransferObserver,
-    download_into,
-    plan_files,
-    push_files,
-    push_manifest,
-    resolve,
-)
+from ocimodel.registry.target import target_ref
+from ocimodel.transfer.cache import BlobCache
+from ocimodel.transfer.destination import DestinationLock, check_destination
+from ocimodel.transfer.download import download_into
+from ocimodel.transfer.files import collect_files
+from ocimodel.transfer.installed import STATE_NAME
+from ocimodel.transfer.observer import NullObserver, TransferObserver
+from ocimodel.transfer.upload import STREAM_MIN_SIZE, push_files, push_manifest
 
 
 @dataclass(frozen=True)
@@ -51,9 +48,10 @@ def push_model(
     """Push ``path`` as a model under ``ref`` (a minimal config)."""
     observer = observer or NullObserver()
     sources = collect_files(path)
-    pushed = push_files(client, ref, sources, observer, concurrency, cache=cache, stream_min=stream_min)
+    target = target_ref(client, ref).target
+    pushed = push_files(target, sources, observer, concurrency, cache=cache, stream_min=stream_min)
     config = ModelConfig(name="m", files=tuple(pushed.files))
-    manifest = push_manifest(client, ref, config, pushed.layers, {})
+    manifest = push_manifest(target, ref.tag or "latest", config, pushed.layers, {})
     return Pushed(manifest, pushed.uploaded, pushed.skipped)
 
 
@@ -66,9 +64,16 @@ def pull_model(
     concurrency: int = 2,
     observer: TransferObserver | None = None,
 ) -> ResolvedModel:
-    """Pull ``ref`` into ``dest``."""
-    model = resolve(client, ref)
-    download_into(client, model, dest, plan_files(model), observer or NullObserver(), concurrency, cache=cache)
+    """Pull ``ref`` into ``dest`` (locked, checked, all or nothing; removed on failure if made here)."""
+    model = resolve(target_ref(client, ref))
+    planned = plan_files(model)
+    check_destination(dest, [item.title for item in planned])
+    existed = dest.exists()
+    with DestinationLock(dest) as lock:
+        download_into(
+            model, lock.dir, planned, observer or NullObserver(), concurrency, cache=cache,
+            remove_on_failure=None if existed else functools.partial(shutil.rmtree, dest, ignore_errors=True),
+        )
     return model
 
 

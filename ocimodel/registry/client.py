@@ -364,7 +364,7 @@ class RegistryClient:
                 return
             error = self.transport.error(response, op)
         if response.status_code == 405 or error.code in refusals:
-            raise RegistryError(refused, status=response.status_code, code=error.code)
+            raise RegistryError(refused, status=response.status_code, code=error.code, origin=f"registry {ref.registry}")
         raise error
 
     # -- tags and referrers -----------------------------------------------------------------

@@ -25,7 +25,16 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import httpx
 
-from ..errors import AuthError, IntegrityError, NetworkError, NotFoundError, OcimodelError, RegistryError, SchemaError, StalledError
+from ..errors import (
+    AuthError,
+    IntegrityError,
+    NetworkError,
+    NotFoundError,
+    OcimodelError,
+    RegistryError,
+    SchemaError,
+    StalledError,
+)
 from ..reference import Reference
 from .auth import Authenticator, repository_scope
 from .connection import PLAIN_HTTP_ENV, Connection
@@ -346,4 +355,4 @@ class Transport:
             return NotFoundError(f"{op.noun} not found on registry {host}{suffix}", status, code)
         if status == 400 and b"HTTP request to an HTTPS server" in body:
             return RegistryError(f"registry {host} speaks https: drop --plain-http / {PLAIN_HTTP_ENV}", status)
-        return RegistryError(f"registry {host} refused {op.verb} {op.noun}{suffix} ({status})", status, code)
+        return RegistryError(f"registry {host} refused {op.verb} {op.noun}{suffix} ({status})", status, code, f"registry {host}")

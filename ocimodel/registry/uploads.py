@@ -19,8 +19,17 @@ from typing import Callable, Iterable, Iterator
 import httpx
 
 from ..descriptor import Descriptor
-from ..errors import AuthError, DigestMismatchError, IntegrityError, NetworkError, OcimodelError, RegistryError, SizeMismatchError
+from ..errors import (
+    AuthError,
+    DigestMismatchError,
+    IntegrityError,
+    NetworkError,
+    OcimodelError,
+    RegistryError,
+    SizeMismatchError,
+)
 from ..reference import Reference
+from ..storage import StreamedUploadFailed
 from .retry import RetryableFailure
 from .transport import BodyFactory, Operation, Transport
 
@@ -81,12 +90,6 @@ class UploadBody:
                 f"content of {self._what} is {sent} bytes, not its declared {size} "
                 "(did the file change while pushing?)"
             )
-
-
-class StreamedUploadFailed(Exception):
-    """A streamed upload (:meth:`Uploads.streamed`) did not complete; nothing
-    was committed. The caller falls back to the plain upload, whose retries and
-    checks then give the authoritative outcome (the message says what went wrong)."""
 
 
 class _Abandoned(Exception):

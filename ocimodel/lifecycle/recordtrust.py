@@ -24,15 +24,14 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import AuthError, NetworkError, RegistryError, VerificationError
-from .reference import Reference
-from .registry.client import RegistryClient
-from .signing import storage
-from .signing.statement import parse_statement, sha256_hex
+from ..errors import AuthError, NetworkError, RegistryError, VerificationError
+from ..signing.bundles import find_bundles
+from ..signing.statement import parse_statement, sha256_hex
+from ..storage import Target
 
 if TYPE_CHECKING:
-    from .signing.policy import VerificationPolicy
-    from .signing.verify import SignatureInfo
+    from ..signing.policy import VerificationPolicy
+    from ..signing.verify import SignatureInfo
 
 UNSIGNED = "unsigned"
 SIGNATURE_MISMATCH = "signature-mismatch"
@@ -74,14 +73,12 @@ def claimed_subjects(bundle: bytes) -> tuple[str, ...] | None:
         return None
 
 
-def judge_record(
-    client: RegistryClient, repo: Reference, digest: str, policy: VerificationPolicy
-) -> RecordVerdict:
-    """The verdict of ``policy`` on the signatures attached to record ``digest`` in ``repo``."""
-    from .signing.verify import verify_bundle
+def judge_record(target: Target, digest: str, policy: VerificationPolicy) -> RecordVerdict:
+    """The verdict of ``policy`` on the signatures attached to record ``digest`` in ``target``."""
+    from ..signing.verify import verify_bundle  # sigstore: only when a policy is checked
 
     try:
-        found = storage.find_bundles(client, repo, digest)
+        found = find_bundles(target, digest)
     except (AuthError, NetworkError):
         raise
     except RegistryError as exc:  # e.g. a fallback tag that is not a referrers index

@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 from typing import Callable
 
-from .errors import UnsafeContentError, UsageError
+from ..errors import UnsafeContentError, UsageError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import UsageError
-from .titles import validate_titles
+from ..errors import UsageError
+from ..titles import validate_titles
 
 SKIPPED_DIRS = frozenset({".git"})
 READ_SIZE = 1024 * 1024

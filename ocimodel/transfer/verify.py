@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from ..errors import DigestMismatchError, SizeMismatchError
 from .dirfd import DirHandle
-from .errors import DigestMismatchError, SizeMismatchError
 
 _QUEUE_DEPTH = 8  # chunks of up to 1 MiB: bounded, so slow hashing back-pressures the network, not RAM
 _STOP = b""

@@ -37,9 +37,9 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
+from ..errors import OcimodelError, UnsafeContentError, UsageError
+from ..titles import RESERVED_PREFIX
 from .dirfd import DirHandle, open_parent
-from .errors import OcimodelError, UnsafeContentError, UsageError
-from .titles import RESERVED_PREFIX
 
 logger = logging.getLogger(__name__)
 

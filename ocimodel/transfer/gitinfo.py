@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .config import CodeInfo
+from ..config import CodeInfo
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 # ssh authenticates with keys: its user name (``git@``) is an account, not a secret, and keeping

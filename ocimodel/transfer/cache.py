@@ -38,10 +38,10 @@ import stat
 from pathlib import Path
 from typing import Callable
 
-from .descriptor import Descriptor
-from .dirfd import DirHandle
+from ..descriptor import Descriptor
+from ..errors import IntegrityError
 from .digestcache import DigestCache
-from .errors import IntegrityError
+from .dirfd import DirHandle
 from .verify import copy_verified
 
 logger = logging.getLogger(__name__)

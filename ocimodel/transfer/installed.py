@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import jsondoc
+from .. import jsondoc
+from ..errors import OcimodelError, SchemaError, UnsafeContentError, UsageError
+from ..titles import RESERVED_PREFIX, validate_titles
 from .dirfd import DirHandle, open_parent
-from .errors import OcimodelError, SchemaError, UnsafeContentError, UsageError
-from .titles import RESERVED_PREFIX, validate_titles
 
 logger = logging.getLogger(__name__)
 

@@ -1,29 +1,26 @@
-"""Walk a model's lineage: its parents (``config.lineage.parents``), their parents, and so on.
+"""Walk a model's ancestry: its parents (``config.lineage.parents``), their parents, and so on.
 
 Parents are followed by the DIGEST recorded at push time (``reference@digest``), across
-repositories and registries. A parent that cannot be fetched (missing, unreachable, denied,
-not a model) becomes an ``unresolved`` node carrying the reason; the walk never raises for it.
-Cycles are detected by digest along each path, and the depth is bounded. The data types
-(:class:`~ocimodel.config.Lineage`, :class:`~ocimodel.config.Parent`) live in
-:mod:`ocimodel.config`; this module only walks them. See docs/lineage.md.
+repositories and registries: each parent reference is turned into a Target by the
+``locate`` function given (the seam where a reference becomes a store). A parent that cannot
+be fetched (missing, unreachable, denied, not a model) becomes an ``unresolved`` node
+carrying the reason; the walk never raises for it. Cycles are detected by digest along each
+path, and the depth is bounded. The data types (:class:`~ocimodel.config.Lineage`,
+:class:`~ocimodel.config.Parent`) live in :mod:`ocimodel.config`; this module only walks
+them. See docs/lineage.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Parent
 from .errors import OcimodelError, UsageError
-from .reference import Reference
-from .registry.client import RegistryClient
-from .transfer import ResolvedModel, resolve
+from .model import ResolvedModel, resolve
+from .storage import Locate, TargetRef
 
 DEFAULT_DEPTH = 5
-
-#: A client for every registry host, or one client used for all of them.
-ClientSource = RegistryClient | Callable[[str], RegistryClient]
 
 # Node states.
 OK = "ok"
@@ -65,15 +62,9 @@ class LineageNode:
         return out
 
 
-def _client_getter(source: ClientSource) -> Callable[[str], RegistryClient]:
-    if isinstance(source, RegistryClient):
-        return lambda _host: source
-    return source
-
-
-def _parent_reference(parent: Parent) -> Reference:
+def _parent_reference(locate: Locate, parent: Parent) -> TargetRef:
     """``parent`` pinned to its recorded digest; UsageError when it has none or is malformed."""
-    ref = Reference.parse(parent.reference)
+    ref = locate(parent.reference)
     if parent.digest:
         return ref.with_digest(parent.digest)
     if ref.digest:
@@ -82,23 +73,23 @@ def _parent_reference(parent: Parent) -> Reference:
 
 
 class _Walker:
-    """One lineage walk: the client lookup, the depth limit, and fetched models by digest."""
+    """One lineage walk: the target lookup, the depth limit, and fetched models by digest."""
 
-    def __init__(self, source: ClientSource, depth: int) -> None:
-        self._client = _client_getter(source)
+    def __init__(self, locate: Locate, depth: int) -> None:
+        self._locate = locate
         self._depth = depth
         self._fetched: dict[tuple[str, str], ResolvedModel] = {}
 
-    def resolve(self, ref: Reference) -> ResolvedModel:
-        """The model at ``ref``, fetched once per repository and digest."""
-        key = (ref.name, ref.digest or "")
+    def resolve(self, ref: TargetRef) -> ResolvedModel:
+        """The model at ``ref``, fetched once per target and digest."""
+        key = (ref.target.name, ref.digest or "")
         if ref.digest and key in self._fetched:
             return self._fetched[key]
-        model = resolve(self._client(ref.registry), ref, allow_any_type=True)
-        self._fetched[(ref.name, model.digest)] = model
+        model = resolve(ref, allow_any_type=True)
+        self._fetched[(ref.target.name, model.digest)] = model
         return model
 
-    def node(self, ref: Reference, level: int, path: frozenset[str]) -> LineageNode:
+    def node(self, ref: TargetRef, level: int, path: frozenset[str]) -> LineageNode:
         """The node for ``ref`` at ``level`` (0 = the root); ``path`` = digests of its descendants."""
         if ref.digest in path:
             return LineageNode(str(ref), ref.digest, CYCLE, reason=f"{ref.digest} is its own ancestor")
@@ -123,7 +114,7 @@ class _Walker:
 
     def _parent(self, parent: Parent, level: int, path: frozenset[str]) -> LineageNode:
         try:
-            ref = _parent_reference(parent)
+            ref = _parent_reference(self._locate, parent)
         except OcimodelError as exc:
             return LineageNode(parent.reference, parent.digest, UNRESOLVED, reason=str(exc))
         if level > self._depth:
@@ -131,22 +122,21 @@ class _Walker:
         return self.node(ref, level, path)
 
 
-def lineage(source: ClientSource, ref: str | Reference, *, depth: int = DEFAULT_DEPTH) -> LineageNode:
+def ancestry(locate: Locate, ref: TargetRef, *, depth: int = DEFAULT_DEPTH) -> LineageNode:
     """The lineage tree of ``ref``: parents followed by digest up to ``depth`` generations.
 
-    ``source`` is one :class:`RegistryClient` (it reaches any host) or a callable returning the
-    client for a registry host (for per-registry options); the caller owns and closes clients.
-    Parent hosts come from configs, untrusted content: a client must send them only their own
-    stored login (its :class:`~ocimodel.registry.credentials.CredentialStore` binds given
-    credentials to one registry), so a callable must not hand one host's credentials to another.
-    Only the root failing to resolve raises (its own error); an ancestor failing becomes ``unresolved``.
+    ``locate`` turns each parent's recorded reference into a target (see
+    :func:`ocimodel.registry.target.locator`). Parent hosts come from configs, untrusted
+    content: the clients behind ``locate`` must send them only their own stored login (a
+    :class:`~ocimodel.registry.credentials.CredentialStore` binds given credentials to one
+    registry). Only the root failing to resolve raises (its own error); an ancestor failing
+    becomes ``unresolved``.
     """
     if depth < 0:
         raise UsageError(f"depth must be 0 or more, got {depth}")
-    reference = Reference.coerce(ref)
-    walker = _Walker(source, depth)
-    walker.resolve(reference)  # the root's errors propagate as they are
-    return walker.node(reference, 0, frozenset())
+    walker = _Walker(locate, depth)
+    walker.resolve(ref)  # the root's errors propagate as they are
+    return walker.node(ref, 0, frozenset())
 
 
 def _label(node: LineageNode) -> str:

@@ -1,0 +1,250 @@
+"""The blob phase of a push: hash each file (or take its digest from the digest cache), upload
+the blobs the target lacks (streamed, concurrently; mounted from another repository when the
+cache knows one that has it, uploaded while hashed when large), then the config and manifest.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from ..config import FileInfo, ModelConfig
+from ..descriptor import ANNOTATION_TITLE, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, Descriptor, Manifest
+from ..storage import Mounter, OpenChunks, StreamedUploadFailed, StreamingPusher, Target
+from .allocator import tune_for_streaming
+from .cache import BlobCache
+from .files import SourceFile, file_chunks, sha256_file
+from .observer import StoppableObserver, TransferObserver
+from .parallel import DEFAULT_CONCURRENCY, run_all
+
+logger = logging.getLogger(__name__)
+
+# Files this large that need hashing are uploaded while hashed (the hash off the critical
+# path); smaller ones are hashed first, which costs little and keeps the simplest path.
+STREAM_MIN_SIZE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PushedLayers:
+    """What the blob phase of a push produced."""
+
+    layers: list[Descriptor]
+    files: list[FileInfo]
+    uploaded: int
+    skipped: int
+
+
+def _digest_of(src: SourceFile, observer: TransferObserver, cache: BlobCache | None) -> str:
+    """sha256 of ``src``; from the digest cache when the file is unchanged since last hashed."""
+    known = cache.index.lookup_file(src.path) if cache is not None else None
+    if known is not None:
+        return known
+    name = f"hash {src.title}"
+    observer.begin(name, src.size)
+    try:
+        before = os.stat(src.path)
+        started = time.time_ns()
+        digest = sha256_file(src.path, functools.partial(observer.advance, name))
+    finally:
+        observer.end(name)
+    if cache is not None:
+        cache.index.store_file(src.path, digest, before, started)
+    return digest
+
+
+def _layer(src: SourceFile, digest: str) -> Descriptor:
+    return Descriptor(media_type=LAYER_MEDIA_TYPE, digest=digest, size=src.size, annotations={ANNOTATION_TITLE: src.title})
+
+
+def _upload_file(
+    target: Target, src: SourceFile, layer: Descriptor, observer: TransferObserver, cache: BlobCache | None
+) -> bool:
+    """Upload one file's blob unless the target has it; True if sent (or mounted)."""
+    name = f"push {src.title}"
+    observer.begin(name, layer.size)
+
+    def open_chunks() -> Iterable[bytes]:
+        for chunk in file_chunks(src.path, layer.size):
+            observer.advance(name, len(chunk))
+            yield chunk
+
+    try:
+        return _push_one(target, layer, open_chunks, cache)
+    finally:
+        observer.end(name)
+
+
+def push_files(
+    target: Target,
+    sources: Sequence[SourceFile],
+    observer: TransferObserver,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    *,
+    cache: BlobCache | None = None,
+    stream_min: int = STREAM_MIN_SIZE,
+) -> PushedLayers:
+    """Hash and upload every file (``concurrency`` files at a time); returns the layers.
+
+    A store needs a blob's digest to check whether it has it and to commit it (a registry:
+    HEAD, ``PUT ?digest=``), so the simple way reads a file twice: hash, then upload. That
+    stays for files the digest cache knows (no hashing at all) and for small ones. A file of
+    ``stream_min`` bytes or more that must be hashed is instead uploaded *while* it is hashed
+    when the target can (:class:`~ocimodel.storage.StreamingPusher`, :func:`_push_streamed`):
+    hashing leaves the critical path. Files are pipelined too, so with several files hashing
+    one overlaps uploading another.
+    """
+    tune_for_streaming()
+    claimed: set[str] = set()
+    lock = threading.Lock()
+
+    def claim(digest: str) -> bool:
+        """True for the first file with this content (identical files: one upload)."""
+        with lock:
+            mine = digest not in claimed
+            claimed.add(digest)
+            return mine
+
+    def push(src: SourceFile) -> tuple[Descriptor, bool | None]:
+        known = cache.index.lookup_file(src.path) if cache is not None else None
+        if known is None and src.size >= stream_min and isinstance(target, StreamingPusher) and target.streams_uploads():
+            return _push_streamed(target, target, src, observer, cache, claim)
+        layer = _layer(src, known or _digest_of(src, observer, cache))
+        # None: another task's blob
+        return layer, _upload_file(target, src, layer, observer, cache) if claim(layer.digest) else None
+
+    results = run_all(push, list(sources), concurrency)
+    layers = [layer for layer, _ in results]
+    sent = [r for _, r in results if r is not None]
+    return PushedLayers(
+        layers=layers,
+        files=file_entries(sources, layers),
+        uploaded=sum(1 for r in sent if r),
+        skipped=sum(1 for r in sent if not r),
+    )
+
+
+def _push_streamed(
+    target: Target,
+    pusher: StreamingPusher,
+    src: SourceFile,
+    observer: TransferObserver,
+    cache: BlobCache | None,
+    claim: Callable[[str], bool],
+) -> tuple[Descriptor, bool | None]:
+    """Upload ``src`` to ``target`` (its ``pusher`` side) while a second thread hashes it; same
+    result as hash-then-upload.
+
+    The hashing thread, once it knows the digest, does what the simple path does before
+    uploading: skip a blob another file of this push claimed, HEAD the registry, try a
+    cross-repository mount. If any of those settles it, the running upload is abandoned (a
+    partial upload is never committed: only ``PUT ?digest=`` commits). If the store refuses
+    the streamed upload, it is redone the simple way with the digest now known, and the target
+    remembers not to stream there again.
+    """
+    outcome: list[bool | None] = []  # set by the hashing thread when the upload is not needed
+    digest_known: Future[str] = Future()
+    decision: Future[str | None] = Future()
+    stop_hashing = threading.Event()  # the upload failed: do not finish hashing a huge file for nothing
+
+    def hash_and_check() -> None:
+        try:
+            digest = _digest_of(src, StoppableObserver(observer, stop_hashing), cache)
+        except BaseException as exc:
+            digest_known.set_exception(exc)
+            decision.set_exception(exc)
+            return
+        digest_known.set_result(digest)
+        try:
+            if not claim(digest):
+                outcome.append(None)
+            elif target.blob_exists(digest):
+                outcome.append(False)
+            elif _mount(target, digest, cache):
+                outcome.append(True)
+            decision.set_result(None if outcome else digest)
+        except BaseException as exc:
+            decision.set_exception(exc)
+
+    hasher = threading.Thread(target=hash_and_check, name="ocimodel-hash", daemon=True)
+    hasher.start()
+    name = f"push {src.title}"
+    observer.begin(name, src.size)
+    try:
+        try:
+            digest = pusher.push_blob_streamed(
+                src.size, functools.partial(file_chunks, src.path, src.size), decision,
+                what=f"file {src.title}", progress=functools.partial(observer.advance, name),
+            )
+        except StreamedUploadFailed as exc:
+            logger.info("streamed upload of %s refused (%s); uploading it after hashing instead", src.title, exc)
+            pusher.stop_streaming_uploads()
+            decision.result()  # the hashing thread's own failure, if any, comes first
+            digest = None
+    except BaseException:
+        stop_hashing.set()
+        raise
+    finally:
+        observer.end(name)
+        hasher.join()
+    layer = _layer(src, digest_known.result())
+    if digest is None and not outcome:  # the streamed upload failed: the simple way
+        return layer, _upload_file(target, src, layer, observer, cache)
+    if outcome and outcome[0] is None:
+        return layer, None
+    _remember(target, layer.digest, cache)
+    return layer, True if digest is not None else outcome[0]
+
+
+def _mount_sources(target: Target, digest: str, cache: BlobCache | None) -> list[str]:
+    """Repositories of the target's registry the cache saw ``digest`` in (none if it cannot mount)."""
+    if cache is None or not isinstance(target, Mounter):
+        return []
+    return cache.index.repositories_with(target.registry, digest, exclude=target.repository)
+
+
+def _remember(target: Target, digest: str, cache: BlobCache | None) -> None:
+    """Note in the cache that ``target`` holds ``digest`` (a later push elsewhere may mount it)."""
+    if cache is not None and isinstance(target, Mounter):
+        cache.index.remember_blob(target.registry, target.repository, digest)
+
+
+def _mount(target: Target, digest: str, cache: BlobCache | None) -> bool:
+    """Mount ``digest`` from a repository of the same registry the cache saw it in."""
+    sources = _mount_sources(target, digest, cache)
+    if not sources or not isinstance(target, Mounter) or not target.mount_blob(digest, sources[0]):
+        return False
+    _remember(target, digest, cache)
+    return True
+
+
+def _push_one(target: Target, layer: Descriptor, open_chunks: OpenChunks, cache: BlobCache | None) -> bool:
+    """Push one blob, mounting it from a repository the cache saw it in; True if sent or mounted."""
+    sources = _mount_sources(target, layer.digest, cache)
+    if sources and isinstance(target, Mounter):
+        # One mount attempt: if the registry refuses it, the POST turns into a normal upload.
+        sent = target.push_blob_mounting(layer, open_chunks, sources[0])
+    else:
+        sent = target.push_blob(layer, open_chunks)
+    _remember(target, layer.digest, cache)
+    return sent
+
+
+def file_entries(sources: Sequence[SourceFile], layers: Sequence[Descriptor]) -> list[FileInfo]:
+    """The config's file list."""
+    return [FileInfo(path=s.title, digest=l.digest, size=l.size, mode=s.mode) for s, l in zip(sources, layers)]
+
+
+def push_manifest(
+    target: Target, tag: str, config: ModelConfig, layers: Sequence[Descriptor], annotations: dict[str, str]
+) -> Manifest:
+    """Upload the config blob, then the manifest under ``tag``."""
+    config_desc = target.push_blob_bytes(CONFIG_MEDIA_TYPE, config.to_bytes())
+    manifest = Manifest.build(config_desc, list(layers), artifact_type=ARTIFACT_TYPE, annotations=annotations)
+    target.push_manifest(manifest.raw, manifest.media_type, tag=tag)
+    return manifest
