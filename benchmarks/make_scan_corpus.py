@@ -136,7 +136,7 @@ def foreign() -> None:
     import pkgutil
     import warnings
 
-    from ocimodel.scan.policy import _class_rule
+    from ocimodel.scanner.rules import _class_rule
 
     warnings.filterwarnings("ignore")
     for package in ("sklearn", "torch.nn.modules"):

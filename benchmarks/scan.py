@@ -75,7 +75,7 @@ def _judge_cli(tool: str, exe: str, path: Path) -> str:
 
 
 def _judge_ocimodel(path: Path) -> str:
-    from ocimodel.scan import scan_file
+    from ocimodel.scanner import scan_file
 
     verdict = scan_file(path).verdict
     return {"safe": "clean", "dangerous": "dangerous", "incomplete": "error"}[verdict]

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from . import safety
 from .ancestry import DEFAULT_DEPTH, LineageNode, ancestry
 from .config import CodeInfo, Dataset, FileInfo, ModelConfig, Scalar
 from .errors import UsageError
@@ -29,6 +28,9 @@ from .registry.client import RegistryClient
 from .registry.connection import Connection
 from .registry.credentials import CredentialStore
 from .registry.target import locator, target_ref
+from .scanner.local import scan_path
+from .scanner.remote import MAX_BLOB_SCAN_BYTES, scan_model
+from .scanner.scanner import ScanOptions
 from .storage import TargetRef
 from .transfer import pull as pulling
 from .transfer import push as pushing
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from .lifecycle.promote import PromotionResult
     from .lifecycle.stages import StageInfo
     from .provenance import SignResult, VerifyResult
-    from .scan import ScanReport
+    from .scanner.report import ScanReport
     from .signing.policy import VerificationPolicy
     from .signing.verify import SignatureInfo
 
@@ -171,11 +173,11 @@ class Client:
         a :class:`CodeInfo` overrides detection. Returns the manifest digest and counts.
 
         With ``scan`` (the default) the files are scanned first for pickles that can run code
-        (:mod:`ocimodel.safety`; formats like safetensors are judged from their header), the
+        (:mod:`ocimodel.scanner`; formats like safetensors are judged from their header), the
         report is handed to ``on_scan`` (the CLI prints warnings) and its summary recorded in
         the config's ``scan`` field. ``deny_unsafe`` refuses a model with a dangerous file, or
         one not fully inspected, before anything is uploaded
-        (:class:`~ocimodel.safety.UnsafeModelError`, exit 5). ``allow_globals`` extends the
+        (:class:`~ocimodel.scanner.refusals.UnsafeModelError`, exit 5). ``allow_globals`` extends the
         scanner's allow-list (``module.name``), ``scan_limits`` its limits (``name=value``).
         """
         info = ModelInfo(
@@ -269,22 +271,20 @@ class Client:
 
     # -------------------------------------------------------------------------------- scan
     def scan(
-        self, target: str | Path, *, max_blob_bytes: int = safety.MAX_BLOB_SCAN_BYTES,
+        self, target: str | Path, *, max_blob_bytes: int = MAX_BLOB_SCAN_BYTES,
         allow_globals: Sequence[str] = (), scan_limits: Sequence[str] = (),
     ) -> ScanReport:
         """Scan a local file or directory, or the model at a reference, for what loading it
-        could execute (nothing is unpickled; see :mod:`ocimodel.scan`).
+        could execute (nothing is unpickled; see :mod:`ocimodel.scanner`).
 
         An existing local path wins over a reference. A remote model is resolved to a verified
         manifest and its blobs scanned as they stream (big ones through an anonymous temp file,
-        never into a destination; see :func:`ocimodel.safety.scan_model` for
+        never into a destination; see :func:`ocimodel.scanner.remote.scan_model` for
         ``max_blob_bytes`` and what is digest-verified). ``allow_globals`` and ``scan_limits``
         as for :meth:`push`.
         """
-        options = safety.ScanOptions.make(allow_globals, scan_limits)
+        options = ScanOptions.make(allow_globals, scan_limits)
         if isinstance(target, Path) or os.path.lexists(target):
-            from .scan import scan_path
-
             report = scan_path(Path(target), options)
             report.subject = str(target)
             return report
@@ -293,7 +293,7 @@ class Client:
         except UsageError as exc:
             raise UsageError(f"scanning {target!r}: no such file or directory, and not a model reference ({exc})") from None
         model = resolve(located, allow_any_type=True)
-        return safety.scan_model(model, max_blob_bytes=max_blob_bytes, options=options)
+        return scan_model(model, max_blob_bytes=max_blob_bytes, options=options)
 
     # ------------------------------------------------------------------------ provenance
     def sign(
@@ -518,7 +518,7 @@ def scan(
     target: str | Path,
     *,
     connection: Connection | None = None,
-    max_blob_bytes: int = safety.MAX_BLOB_SCAN_BYTES,
+    max_blob_bytes: int = MAX_BLOB_SCAN_BYTES,
     allow_globals: Sequence[str] = (),
     scan_limits: Sequence[str] = (),
 ) -> ScanReport:

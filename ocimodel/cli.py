@@ -876,13 +876,13 @@ def logout(host: Annotated[str, typer.Argument(help="Registry host.")]) -> None:
     typer.echo(f"Removed credentials for {host}" if removed else f"No credentials stored for {host}", err=True)
 
 
-# ---------------------------------------------------------------------------------- safety
+# ---------------------------------------------------------------------------------- scanning
 
 
 def _warn_dangerous(report: Any) -> None:
     """One ``warning:`` line on stderr per dangerous finding of a push's scan, one per file
     not fully inspected."""
-    from .safety import dangerous_findings, incomplete_findings
+    from .scanner.refusals import dangerous_findings, incomplete_findings
 
     for finding in dangerous_findings(report):
         typer.echo(f"warning: {finding}", err=True)
@@ -908,8 +908,8 @@ def scan(
     without being written anywhere. Exit 0 only when every file is safe; 5 when a file is
     dangerous or could not be fully inspected (the error line says which).
     """
-    from .safety import refuse_unsafe
-    from .scan import format_report
+    from .scanner.refusals import refuse_unsafe
+    from .scanner.report import format_report
 
     with connection.client() as client:
         report = client.scan(target, allow_globals=allow_global or [], scan_limits=scan_limit or [])

@@ -1,4 +1,4 @@
-"""Content policies (ocimodel.safety): SPDX allow-lists, refusing pickles that run code, the
+"""Content policies (ocimodel.licenses, ocimodel.scanner.refusals and .summary): SPDX allow-lists, refusing pickles that run code, the
 scan record stored at push, and scanning a model straight from the registry.
 
 Malicious pickles are generated here with ``__reduce__`` -> ``os.system``; nothing unpickles them.
@@ -23,14 +23,9 @@ from ocimodel.config import ModelConfig
 from ocimodel.errors import DigestMismatchError, ExitCode, UsageError, VerificationError
 from ocimodel.licenses import LicenseError, check_license, model_license
 from ocimodel.registry.connection import Connection
-from ocimodel.safety import (
-    UnsafeModelError,
-    check_blobs_safe,
-    check_config_scan,
-    scan_files,
-    scan_summary,
-)
-from ocimodel.scan import ScanOptions, header_length, scan_bytes
+from ocimodel.scanner import ScanOptions, header_length, scan_bytes, scan_files
+from ocimodel.scanner.refusals import UnsafeModelError, check_blobs_safe
+from ocimodel.scanner.summary import check_config_scan, scan_summary
 
 
 def evil_pickle(marker: Path | None = None) -> bytes:

@@ -36,7 +36,7 @@ from pickle_helpers import SYSTEM, Reduce
 from scan_corpus import EVIL, call, g, p4, s0, s4, sg
 
 from ocimodel.errors import UsageError
-from ocimodel.scan import (
+from ocimodel.scanner import (
     AllowList,
     ScanLimits,
     ScanOptions,
@@ -48,7 +48,7 @@ from ocimodel.scan import (
     scan_path,
     scan_stream,
 )
-from ocimodel.scan.scanner import pickle_named
+from ocimodel.scanner.scanner import pickle_named
 
 
 def evil(marker: Path | None = None) -> Reduce:
@@ -751,7 +751,7 @@ def test_single_file_and_missing_path(tmp_path):
 def test_docs_publish_the_allow_list_and_the_limits():
     import dataclasses
 
-    from ocimodel.scan.allowlist import ALLOWED, CLASS_PACKAGE_EXCLUDED, CLASS_PACKAGE_FOREIGN, DANGEROUS_NAMES
+    from ocimodel.scanner.allowlist import ALLOWED, CLASS_PACKAGE_EXCLUDED, CLASS_PACKAGE_FOREIGN, DANGEROUS_NAMES
 
     text = (Path(__file__).parent.parent / "docs" / "scanning.md").read_text()
     for name in {n for names in (*ALLOWED.values(), *DANGEROUS_NAMES.values()) for n in names}:

@@ -18,12 +18,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .. import safety
 from .._version import __version__
 from ..config import FileInfo, timestamp
 from ..errors import OcimodelError, UsageError
 from ..licenses import check_license, model_license
 from ..model import PlannedFile, ResolvedModel, plan_files, resolve
+from ..scanner.refusals import check_blobs_safe
+from ..scanner.scanner import ScanOptions
+from ..scanner.summary import check_config_scan
 from ..storage import TargetRef
 from . import installed
 from .cache import BlobCache
@@ -87,7 +89,7 @@ def pull(
         policy.validate()  # an unusable policy is a usage error before any request
     # A policy file may extend the scanner's allow-list (allowGlobals) for --deny-unsafe.
     extra = policy.allow_globals if policy is not None else ()
-    options = safety.ScanOptions.make([*allow_globals, *extra], scan_limits)
+    options = ScanOptions.make([*allow_globals, *extra], scan_limits)
     emit = events or (lambda step, fields: None)
     dest = Path(dest)
     model = resolve(ref, allow_any_type=allow_any_type)
@@ -95,7 +97,7 @@ def pull(
     planned = plan_files(model, include)
     check_license(model_license(model.config, model.manifest.annotations), allow_licenses)
     if deny_unsafe:
-        safety.check_config_scan(model.config, options)
+        check_config_scan(model.config, options)
     verification: dict[str, Any] | None = None
     if policy is not None:
         from ..provenance import require_signature, signature_dict
@@ -121,7 +123,7 @@ def pull(
         reference=str(ref), digest=model.digest, layout=layout, files=files, include=tuple(include),
         verification=verification, tool=f"ocimodel {__version__}",
     )
-    before_commit = functools.partial(safety.check_blobs_safe, options=options) if deny_unsafe else None
+    before_commit = functools.partial(check_blobs_safe, options=options) if deny_unsafe else None
     install = _Install(model, dest, planned, observer or NullObserver(), concurrency, cache, before_commit)
     # One pull per DEST at a time, from the state check to the state write.
     try:
@@ -135,7 +137,7 @@ def pull(
                 problem = _installed_problem(top, layout, model.digest, files, reverify)
                 if problem is None:
                     if deny_unsafe:
-                        safety.check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files], options)
+                        check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files], options)
                     emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
                     return replace(result, skipped=True)
                 emit("repairing", {"digest": model.digest, "reason": problem})

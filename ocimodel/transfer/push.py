@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .. import safety
 from .._version import __version__
 from ..config import CodeInfo, Dataset, FileInfo, Lineage, ModelConfig, Parent, RunInfo, Scalar, timestamp
 from ..descriptor import (
@@ -27,6 +26,10 @@ from ..descriptor import (
 from ..errors import OcimodelError, UsageError
 from ..model import manifest_files
 from ..reference import validate_digest
+from ..scanner.local import scan_files
+from ..scanner.refusals import refuse_unsafe
+from ..scanner.scanner import ScanOptions
+from ..scanner.summary import scan_summary
 from ..storage import Locate, TargetRef
 from .cache import BlobCache
 from .files import collect_files
@@ -36,7 +39,7 @@ from .parallel import DEFAULT_CONCURRENCY
 from .upload import push_files, push_manifest
 
 if TYPE_CHECKING:
-    from ..scan import ScanReport
+    from ..scanner.report import ScanReport
 
 
 @dataclass(frozen=True)
@@ -176,15 +179,15 @@ def push(
     if deny_unsafe and not scan:
         raise UsageError("deny_unsafe needs the scan: do not combine --deny-unsafe with --no-scan")
     info = info or ModelInfo()
-    options = safety.ScanOptions.make(allow_globals, scan_limits)
+    options = ScanOptions.make(allow_globals, scan_limits)
     root = Path(path)
     sources = collect_files(root)
-    report = safety.scan_files(((s.title, s.path) for s in sources), options=options) if scan else None
+    report = scan_files(((s.title, s.path) for s in sources), options=options) if scan else None
     if report is not None:
         if on_scan is not None:
             on_scan(report)
         if deny_unsafe:
-            safety.refuse_unsafe(report)
+            refuse_unsafe(report)
     lineage = Lineage(  # before any upload: a parent that does not resolve fails fast
         parents=tuple(_resolve_parent(locate, p) for p in info.parents),
         datasets=tuple(d if isinstance(d, Dataset) else parse_dataset(d) for d in info.datasets),
@@ -208,7 +211,7 @@ def push(
         files=tuple(pushed.files),
         lineage=lineage,
         tool={"name": "ocimodel", "version": __version__},
-        scan=safety.scan_summary(report) if report is not None else None,
+        scan=scan_summary(report) if report is not None else None,
     )
     manifest = push_manifest(target, ref.tag, config, pushed.layers, manifest_annotations(config))
     return PushResult(

@@ -16,31 +16,36 @@ broken stream, or a pickle-named file that is no valid pickle and no known forma
 
 from __future__ import annotations
 
-import ast
 import bz2
 import lzma
-import os
-import stat
 import struct
 import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import IO, Any, Callable, Iterable
+from pathlib import PurePosixPath
+from typing import IO, Any, Iterable
 
-from ..errors import UsageError
-from ._numpy import npy_holds_objects
-from ._pickle import Region, Walk, walk_pickles
+from .formats import (
+    HEAD_BYTES,
+    compression,
+    has_zip_end,
+    is_safetensors,
+    is_tar,
+    is_text,
+    looks_like_protobuf,
+    npy_header,
+)
 from .limits import Budget, ScanLimitError, ScanLimits
-from .policy import AllowList, loaded_name
+from .numpy_arrays import npy_holds_objects
+from .pickle_values import Walk
+from .pickle_walk import walk_pickles
 from .regions import FileRegion, spool
-from .report import FileScan, Finding, GlobalRef, ScanReport
+from .report import FileScan, Finding, GlobalRef
+from .rules import AllowList, loaded_name
 from .zipcheck import check_zip
 
-HEAD_BYTES = 4096  # what formats are told by (and what header_length needs at least)
 _CHUNK = 1 << 20
-_SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors loader refuses larger headers
 
 #: Names that pickle.load, torch.load, joblib.load or numpy.load would be used on.
 PICKLE_SUFFIXES = frozenset({
@@ -178,13 +183,13 @@ def _scan_format(acc: _Acc, region: FileRegion, name: str, location: str, depth:
     ``recognised`` is True for formats checked by their structure (not plain text)."""
     head = region.pread(0, HEAD_BYTES)
     suffix = PurePosixPath(name).suffix.lower()
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or _has_zip_end(region):
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or has_zip_end(region):
         fmt = _scan_zip(acc, region, location, depth)
         if fmt is not None:
             return fmt, True
-    if _is_tar(head):
+    if is_tar(head):
         return _scan_tar(acc, region, location, depth), True
-    kind = _compression(head)
+    kind = compression(head)
     if kind in ("lz4", "zstd"):
         acc.pickle = True
         acc.note(acc.incomplete, location, f"{kind}-compressed: ocimodel cannot decompress it (decompress it, then scan the content)")
@@ -195,111 +200,25 @@ def _scan_format(acc: _Acc, region: FileRegion, name: str, location: str, depth:
             return f"{kind}+{inner}", True
     if head[:6] == b"\x93NUMPY":
         return _scan_npy(acc, region, location), True
-    if _is_safetensors(head, region.size):
+    if is_safetensors(head, region.size):
         return "safetensors", True
     if head[:4] == b"GGUF" and len(head) >= 8 and struct.unpack("<I", head[4:8])[0] in (1, 2, 3):
         return "gguf", True
     if head[:8] == b"\x89HDF\r\n\x1a\n":
         return "hdf5", True
-    if suffix == ".onnx" and _looks_like_protobuf(head):
+    if suffix == ".onnx" and looks_like_protobuf(head):
         return "onnx", True
-    if head and _is_text(head):
+    if head and is_text(head):
         return ("json", True) if suffix == ".json" and head.lstrip()[:1] in (b"{", b"[") else ("text", False)
     return ("unknown" if head else "empty"), False
-
-
-# -- format tests -------------------------------------------------------------------------------
-
-
-def _has_zip_end(region: FileRegion) -> bool:
-    if region.size < 22:
-        return False
-    tail = region.pread(max(0, region.size - (1 << 16) - 22), (1 << 16) + 22)
-    return b"PK\x05\x06" in tail
-
-
-def _is_tar(head: bytes) -> bool:
-    """A first block tarfile accepts (valid checksum), magic or not (torch's legacy loader
-    tries tarfile first, and v7 tar has no magic)."""
-    if len(head) < 512 or not head[:512].strip(b"\0"):
-        return False
-    try:
-        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
-
-
-def _compression(head: bytes) -> str | None:
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:3] == b"BZh":
-        return "bz2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if head[:2] == b"\x5d\x00":
-        return "lzma"
-    if head[:4] == b"\x04\x22\x4d\x18":
-        return "lz4"
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        return "zstd"
-    if head[:2] == b"ZF":
-        return "joblib-zfile"
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
-        return "zlib"
-    return None
-
-
-def _is_safetensors(head: bytes, size: int) -> bool:
-    if len(head) < 9:
-        return False
-    (n,) = struct.unpack("<Q", head[:8])
-    return 2 <= n <= min(_SAFETENSORS_MAX_HEADER, size - 8) and head[8:9] == b"{"
-
-
-def _looks_like_protobuf(head: bytes) -> bool:
-    """A first field whose tag is a small field number with a valid wire type."""
-    if not head:
-        return False
-    tag = head[0]
-    return tag & 0x80 == 0 and 1 <= tag >> 3 <= 15 and tag & 7 in (0, 1, 2, 5)
-
-
-def _is_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
-    for cut in range(4):  # a multi-byte character split by the end of the sample
-        try:
-            head[: len(head) - cut].decode("utf-8")
-            return True
-        except UnicodeDecodeError:
-            continue
-    return False
 
 
 # -- numpy ----------------------------------------------------------------------------------
 
 
-def _npy_header(region: Region, limit: int) -> tuple[int, Any]:
-    """``(data offset, descr)`` of an .npy file; ValueError if numpy could not read it either."""
-    head = region.pread(0, 12)
-    major = head[6] if len(head) > 6 else 0
-    if major not in (1, 2, 3):
-        raise ValueError(f"npy format version {major}")
-    start, fmt = (10, "<H") if major == 1 else (12, "<I")
-    (length,) = struct.unpack(fmt, head[8:start])
-    if length > limit:
-        raise ScanLimitError(f"npy header of {length} bytes: over the scan limit 'header'")
-    text = region.pread(start, length).decode("utf-8" if major >= 3 else "latin-1")
-    header = ast.literal_eval(text)
-    if not isinstance(header, dict) or "descr" not in header:
-        raise ValueError("npy header is not a dict with 'descr'")
-    return start + length, header["descr"]
-
-
 def _scan_npy(acc: _Acc, region: FileRegion, location: str) -> str:
     try:
-        offset, descr = _npy_header(region, acc.options.limits.header)
+        offset, descr = npy_header(region, acc.options.limits.header)
     except ScanLimitError as exc:
         acc.note(acc.incomplete, location, str(exc))
         return "npy"
@@ -366,7 +285,7 @@ def _scan_compressed(acc: _Acc, region: FileRegion, kind: str, name: str, locati
             out.write(data)
             if d.eof:
                 pos -= len(d.unused_data)
-                if _compression(region.pread(pos, 16)) not in (kind, "zlib" if kind == "joblib-zfile" else kind):
+                if compression(region.pread(pos, 16)) not in (kind, "zlib" if kind == "joblib-zfile" else kind):
                     return  # what follows is not another stream: loaders stop here too
                 d = _decompressor(kind)
         if not d.eof:
@@ -499,10 +418,9 @@ def _scan_tar(acc: _Acc, region: FileRegion, location: str, depth: int) -> str:
     return fmt
 
 
-# -- public entry points ------------------------------------------------------------------------
-
-
-def _scan_top(region: FileRegion, name: str, options: ScanOptions) -> FileScan:
+def scan_region(region: FileRegion, name: str, options: ScanOptions) -> FileScan:
+    """Scan the content of ``region``, named ``name`` (the name only says whether a loader
+    would unpickle it); never raises for content: failures become findings."""
     acc = _Acc(name, options)
     try:
         fmt = _scan(acc, region, name, "", 0)
@@ -513,124 +431,3 @@ def _scan_top(region: FileRegion, name: str, options: ScanOptions) -> FileScan:
         acc.note(acc.incomplete, "", f"could not be inspected ({type(exc).__name__}: {exc})")
         fmt = "unknown"
     return acc.result(fmt)
-
-
-def scan_stream(stream: IO[bytes], name: str, options: ScanOptions = DEFAULT_OPTIONS) -> FileScan:
-    """Scan a binary stream (a pulled blob) named ``name`` from its current position.
-    Unseekable streams are spooled first (to a temp file past a few MiB)."""
-    if hasattr(stream, "seekable") and stream.seekable():
-        start = stream.tell()
-        size = stream.seek(0, 2) - start
-        return _scan_top(FileRegion(stream, start, size), name, options)
-    limit = options.limits.decompressed
-
-    def fill(out: IO[bytes]) -> None:
-        while chunk := stream.read(min(_CHUNK, limit + 1 - out.tell())):
-            out.write(chunk)
-            if out.tell() > limit:
-                return
-
-    out, region = spool(fill)
-    with out:
-        if region.size > limit:
-            scan = _scan_top(FileRegion(out, 0, limit), name, options)
-            scan.incomplete.append(Finding(f"stream longer than {limit >> 20} MiB: the rest not inspected (scan limit 'decompressed')"))
-            return scan
-        return _scan_top(region, name, options)
-
-
-def header_length(head: bytes, name: str) -> int | None:
-    """How many leading bytes of content starting with ``head`` (at least its first 4096
-    bytes, or all of it if shorter) decide its scan, for formats judged from a header:
-    safetensors, GGUF, plain numpy, ONNX. ``None`` when the whole content may be needed
-    (pickles, containers, compressed streams, object arrays, a header that is also the start
-    of a pickle, text...).
-
-    When :func:`scan_bytes` of that prefix is safe, it is the scan of the whole content:
-    a 10 GiB safetensors blob needs its header only.
-    """
-    region = _BytesRegion(head)
-    walk = walk_pickles(region, 0, allow=DEFAULT_OPTIONS.allow, budget=Budget(DEFAULT_OPTIONS.limits), first_only=True)
-    if walk.imports or walk.error is None or walk.limit or "truncated" in walk.error or "exhausted" in walk.error:
-        return None  # a pickle, or one that may go on past the header
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or _is_tar(head) or _compression(head):
-        return None
-    if head[:4] == b"GGUF":
-        return len(head)
-    if head[:6] == b"\x93NUMPY" and len(head) >= 12:
-        try:
-            offset, descr = _npy_header(region, len(head))
-        except Exception:  # noqa: BLE001 - undecided: read it all
-            return None
-        return offset if npy_holds_objects(descr) is False else None
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= _SAFETENSORS_MAX_HEADER:
-        return max(len(head), 8 + struct.unpack("<Q", head[:8])[0])
-    if PurePosixPath(name).suffix.lower() == ".onnx" and _looks_like_protobuf(head):
-        return len(head)
-    return None
-
-
-class _BytesRegion:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.size = data, len(data)
-
-    def pread(self, offset: int, n: int) -> bytes:
-        return self.data[offset : offset + n] if offset >= 0 else b""
-
-
-def scan_bytes(data: bytes, name: str = "<bytes>", options: ScanOptions = DEFAULT_OPTIONS) -> FileScan:
-    """Scan in-memory content named ``name`` (the name decides only whether it is pickle-named)."""
-    import io
-
-    return _scan_top(FileRegion(io.BytesIO(data), 0, len(data)), name, options)
-
-
-def scan_file(path: Path, relpath: str | None = None, options: ScanOptions = DEFAULT_OPTIONS) -> FileScan:
-    """Scan one file, reported under ``relpath`` (default: its name). Never raises."""
-    path = Path(path)
-    rel = relpath if relpath is not None else path.name
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            return FileScan(rel, "special", incomplete=[Finding("not a regular file: not inspected")])
-        with open(path, "rb") as f:
-            return _scan_top(FileRegion(f, 0, info.st_size), rel, options)
-    except OSError as exc:
-        return FileScan(rel, "unknown", incomplete=[Finding(f"cannot read: {exc.strerror or exc}")])
-
-
-def _outside(path: Path, root: Path) -> bool:
-    try:
-        return not path.resolve().is_relative_to(root)
-    except (OSError, RuntimeError):  # a symlink loop
-        return True
-
-
-def scan_path(path: Path, options: ScanOptions = DEFAULT_OPTIONS, on_file: Callable[[str], None] | None = None) -> ScanReport:
-    """Scan a file, or every file under a directory (``.git`` skipped, symlinks leading out of
-    the directory not followed). Raises :class:`UsageError` if ``path`` does not exist."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        raise UsageError(f"scanning {path}: no such file or directory")
-    if not path.is_dir():
-        return ScanReport([scan_file(path, path.name, options)])
-    root = path.resolve()
-    files: list[FileScan] = []
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-        here = Path(dirpath)
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        for entry in dirnames + filenames:
-            full = here / entry
-            rel = full.relative_to(path).as_posix()
-            if full.is_symlink() and _outside(full, root):
-                files.append(FileScan(rel, "symlink", incomplete=[Finding("symlink leading outside the directory: not followed")]))
-            elif entry in filenames:
-                if on_file is not None:
-                    on_file(rel)
-                files.append(scan_file(full, rel, options))
-    files.sort(key=lambda f: f.path)
-    return ScanReport(files)
-
-
-__all__ = ["HEAD_BYTES", "PICKLE_SUFFIXES", "ScanOptions", "header_length", "pickle_named",
-           "scan_bytes", "scan_file", "scan_path", "scan_stream"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._pickle import Call, Global, PickleError, Undecidable
+from .pickle_values import Call, Global, PickleError, Undecidable
 
 # descr strings of dtypes that hold no object: [byte order] kind [size] [datetime unit]
 _PLAIN = re.compile(
