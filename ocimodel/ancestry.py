@@ -54,6 +54,11 @@ class LineageNode:
             "parents": [p.to_dict() for p in self.parents],
         }
 
+    @property
+    def ok(self) -> bool:
+        """Fetched and followed (not unresolved, a cycle, or beyond the depth)."""
+        return self.status == OK
+
     def walk(self) -> list["LineageNode"]:
         """This node and every node below it, depth first."""
         out = [self]
@@ -137,28 +142,3 @@ def ancestry(locate: Locate, ref: TargetRef, *, depth: int = DEFAULT_DEPTH) -> L
     walker = _Walker(locate, depth)
     walker.resolve(ref)  # the root's errors propagate as they are
     return walker.node(ref, 0, frozenset())
-
-
-def _label(node: LineageNode) -> str:
-    """One line for a node: reference with a short digest, then name/version or the problem."""
-    ref = node.reference
-    if node.digest and ref.endswith(node.digest):
-        ref = ref[: -len(node.digest)] + node.digest[:19]
-    if node.status == OK:
-        what = " ".join(x for x in (node.name, node.version) if x)
-        return f"{ref} ({what})" if what else ref
-    return f"{ref} [{node.status}: {node.reason}]"
-
-
-def render_tree(root: LineageNode) -> str:
-    """The tree as text, one node per line, drawn with box characters."""
-    lines = [_label(root)]
-
-    def draw(node: LineageNode, prefix: str) -> None:
-        for i, parent in enumerate(node.parents):
-            last = i == len(node.parents) - 1
-            lines.append(f"{prefix}{'└── ' if last else '├── '}{_label(parent)}")
-            draw(parent, prefix + ("    " if last else "│   "))
-
-    draw(root, "")
-    return "\n".join(lines)

@@ -27,10 +27,14 @@ from .reference import Reference
 from .registry.client import RegistryClient
 from .registry.connection import Connection
 from .registry.credentials import CredentialStore
+from .registry.mirrors import parse_mirrors
 from .registry.target import locator, target_ref
 from .scanner.local import scan_path
+from .scanner.refusals import refuse_unsafe
 from .scanner.remote import MAX_BLOB_SCAN_BYTES, scan_model
+from .scanner.report import ScanReport
 from .scanner.scanner import ScanOptions
+from .signing.policy import VerificationPolicy, blank_policy_variables
 from .storage import TargetRef
 from .transfer import pull as pulling
 from .transfer import push as pushing
@@ -38,7 +42,7 @@ from .transfer.cache import BlobCache, open_cache
 from .transfer.observer import TransferObserver
 from .transfer.parallel import DEFAULT_CONCURRENCY
 from .transfer.pull import PullEvents, PullResult
-from .transfer.push import ModelInfo, PushResult
+from .transfer.push import ModelInfo, PushResult, code_with
 
 if TYPE_CHECKING:
     from .lifecycle.chain import HistoryReport
@@ -46,9 +50,16 @@ if TYPE_CHECKING:
     from .lifecycle.promote import PromotionResult
     from .lifecycle.stages import StageInfo
     from .provenance import SignResult, VerifyResult
-    from .scanner.report import ScanReport
-    from .signing.policy import VerificationPolicy
     from .signing.verify import SignatureInfo
+
+# Also what the command line needs from below this facade (it imports nothing else).
+__all__ = [
+    "DEFAULT_CONCURRENCY", "Client", "Connection", "InspectResult", "LineageNode", "RecordSigning", "ScanReport", "VerificationPolicy",
+    "blank_policy_variables", "code_with", "parse_mirrors", "refuse_unsafe",
+    "push", "pull", "inspect", "tags", "scan", "sign", "verify", "verify_blob", "keygen", "promote", "rollback",
+    "stages", "history", "delete", "lineage", "login", "logout",
+]
+
 
 @dataclass(frozen=True)
 class InspectResult:

@@ -23,22 +23,10 @@ from .signing import keys as signing_keys
 from .signing.describe import ClaimedSigner, describe_bundle
 from .signing.policy import VerificationPolicy
 from .signing.statement import build_statement
-from .signing.verify import SignatureInfo, verify_blob, verify_bundle
+from .signing.verify import SignatureInfo, verify_bundle
 from .storage import TargetRef
 
-__all__ = [
-    "SignResult",
-    "SignatureInfo",
-    "VerificationPolicy",
-    "VerifyResult",
-    "keygen",
-    "list_signatures",
-    "require_signature",
-    "sign",
-    "verify",
-    "verify_blob",
-    "verify_bundle",
-]
+__all__ = ["SignResult", "VerifyResult", "keygen", "list_signatures", "require_signature", "sign", "verify"]
 
 
 @dataclass(frozen=True)
@@ -65,18 +53,6 @@ class SignResult:
         }
 
 
-def signature_dict(info: SignatureInfo) -> dict[str, Any]:
-    """JSON form of a verified signature."""
-    return {
-        "kind": info.kind,
-        "signer": info.signer,
-        "issuer": info.issuer,
-        "digest": info.digest,
-        "signedAt": info.signed_at.isoformat() if info.signed_at else None,
-        "verified": True,
-    }
-
-
 @dataclass(frozen=True)
 class VerifyResult:
     """The signatures of ``digest`` that satisfied the policy (at least one)."""
@@ -89,7 +65,7 @@ class VerifyResult:
         return {
             "reference": self.reference,
             "digest": self.digest,
-            "signatures": [signature_dict(s) for s in self.signatures],
+            "signatures": [s.to_dict() for s in self.signatures],
         }
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from registry_fixtures import fast_retry, free_port
 
-from ocimodel.ancestry import CYCLE, NOT_FOLLOWED, OK, UNRESOLVED, LineageNode, ancestry, render_tree
+from ocimodel.ancestry import CYCLE, NOT_FOLLOWED, OK, UNRESOLVED, LineageNode, ancestry
 from ocimodel.api import Client
+from ocimodel.cli.render import render_tree
 from ocimodel.errors import NotFoundError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient

@@ -65,10 +65,15 @@ class Connection:
 
     def bound_to(self, reference: str) -> "Connection":
         """This connection with given credentials for the registry of ``reference`` (a
-        reference or repository string), unless already bound to a registry."""
+        reference or repository string), unless already bound to a registry. Something that
+        names no registry (a local path to scan) leaves the given credentials nowhere to go:
+        they are dropped."""
         if self.credentials_for is not None:
             return self
-        return replace(self, credentials_for=registry_of(reference))
+        registry = registry_of(reference)
+        if registry is None:
+            return replace(self, username=None, password=None)
+        return replace(self, credentials_for=registry)
 
     def credential_store(self) -> CredentialStore:
         """Stored logins for every host, and the given credential for ``credentials_for`` only."""

@@ -37,23 +37,10 @@ def where(path: str, location: str) -> str:
     return f"{path}:{location}" if location else path
 
 
-def dangerous_findings(report: ScanReport) -> list[str]:
-    """One line per dangerous global (``file[:member] imports module.name (why)``) or
-    dangerous structure (``file[:member]: why``)."""
-    lines = [f"{where(f.path, g.location)} imports {g.call} ({g.reason})" for f in report.files for g in f.dangerous]
-    lines += [f"{where(f.path, h.location)}: {h.reason}" for f in report.files for h in f.hostile]
-    return lines
-
-
-def incomplete_findings(report: ScanReport) -> list[str]:
-    """One line per reason a file was not fully inspected: ``file[:member]: why``."""
-    return [f"{where(f.path, i.location)}: {i.reason}" for f in report.files for i in f.incomplete]
-
-
 def refuse_unsafe(report: ScanReport) -> None:
     """Raise :class:`UnsafeModelError` (exit 5) if any file is dangerous (naming each file and
     call) or was not fully inspected (naming each file and why)."""
-    dangerous, incomplete = dangerous_findings(report), incomplete_findings(report)
+    dangerous, incomplete = report.dangerous_lines(), report.incomplete_lines()
     if dangerous:
         message = named(dangerous, "refusing a model whose files can run code when loaded")
         if incomplete:

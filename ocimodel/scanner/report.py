@@ -136,6 +136,21 @@ class ScanReport:
             "files": [f.to_dict() for f in self.files],
         }
 
+    def dangerous_lines(self) -> list[str]:
+        """One line per dangerous global (``file[:member] imports module.name (why)``) or
+        dangerous structure (``file[:member]: why``)."""
+        lines = [f"{_where(f, g.location)} imports {g.call} ({g.reason})" for f in self.files for g in f.dangerous]
+        lines += [f"{_where(f, h.location)}: {h.reason}" for f in self.files for h in f.hostile]
+        return lines
+
+    def incomplete_lines(self) -> list[str]:
+        """One line per reason a file was not fully inspected: ``file[:member]: why``."""
+        return [f"{_where(f, i.location)}: {i.reason}" for f in self.files for i in f.incomplete]
+
+    def format(self) -> str:
+        """Human-readable text (see :func:`format_report`)."""
+        return format_report(self)
+
 
 def _where(scan: FileScan, location: str) -> str:
     return f"{scan.path}:{location}" if location else scan.path

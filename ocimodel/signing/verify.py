@@ -41,6 +41,17 @@ class SignatureInfo:
     digest: str  # "sha256:<hex>" of what was verified
     signed_at: dt.datetime | None  # the transparency log's integrated time, when present
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``verified`` is always true: only a verified bundle gives one)."""
+        return {
+            "kind": self.kind,
+            "signer": self.signer,
+            "issuer": self.issuer,
+            "digest": self.digest,
+            "signedAt": self.signed_at.isoformat() if self.signed_at else None,
+            "verified": True,
+        }
+
 
 def _load_json(bundle_json: bytes | str) -> dict[str, Any]:
     try:

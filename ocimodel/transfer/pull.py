@@ -100,10 +100,10 @@ def pull(
         check_config_scan(model.config, options)
     verification: dict[str, Any] | None = None
     if policy is not None:
-        from ..provenance import require_signature, signature_dict
+        from ..provenance import require_signature  # signing: only a pull with a policy pays for it
 
         signers = require_signature(model.reference, policy)
-        verification = {"verified": True, "signers": [signature_dict(s) for s in signers]}
+        verification = {"verified": True, "signers": [s.to_dict() for s in signers]}
         emit("verified", {"digest": model.digest, "signers": [s.signer for s in signers]})
     files = tuple(installed.InstalledFile(p.title, p.layer.digest, p.layer.size) for p in planned)
     root = installed.files_root(dest, layout, model.digest)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
-from typing import Any
+from typing import Any, ContextManager
+
+
+def progress(quiet: bool) -> ContextManager[RichObserver | None]:
+    """Progress bars on an interactive stderr (unless ``quiet``), else nothing (None: the
+    verbs then report progress nowhere)."""
+    if quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from .render import stderr
+
+    return RichObserver(stderr())
 
 
 class RichObserver:
-    """A :class:`~ocimodel.transfer.TransferObserver` drawing one rich bar per file."""
+    """A :class:`~ocimodel.transfer.observer.TransferObserver` drawing one rich bar per file."""
 
     def __init__(self, console: Any) -> None:
         from rich.progress import (

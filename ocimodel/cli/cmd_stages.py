@@ -1,0 +1,204 @@
+"""Commands about stages and lineage: promote, rollback, stages, history, delete, lineage."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from .app import _run, app, handle_errors
+from .options import (
+    INJECTED,
+    ActorName,
+    ConnectionOptions,
+    JsonOut,
+    ModelRef,
+    Reason,
+    Repository,
+    Stage,
+    connection_options,
+    env,
+    policy_options,
+    record_signing_options,
+)
+from .render import (
+    print_json,
+    print_promotion,
+    render_tree,
+    signature_mark,
+)
+
+if TYPE_CHECKING:
+    from ..api import RecordSigning, VerificationPolicy
+
+
+@app.command()
+@handle_errors
+@connection_options
+@policy_options
+@record_signing_options
+def promote(
+    ref: ModelRef,
+    stage: Stage,
+    reason: Reason = "",
+    actor: ActorName = None,
+    signing: RecordSigning | None = INJECTED,
+    connection: ConnectionOptions = INJECTED,
+    json_out: JsonOut = False,
+    policy: VerificationPolicy | None = INJECTED,
+) -> None:
+    """Point STAGE at REF's digest (no bytes move) and record who, when and why.
+
+    With any verification policy option, the model's signature is checked first and
+    nothing moves unless it passes.
+    """
+    result = _run(connection, json_out,
+                  lambda c: c.promote(ref, stage, reason=reason, actor=actor, policy=policy, sign_record=signing))
+    if result is not None:
+        print_promotion(result)
+
+
+@app.command()
+@handle_errors
+@connection_options
+@policy_options
+@record_signing_options
+def rollback(
+    repository: Repository,
+    stage: Stage,
+    to: Annotated[Optional[str], typer.Option("--to", envvar=env("to"), help="Digest to return to (must be in the history).")] = None,
+    steps: Annotated[int, typer.Option("--steps", envvar=env("steps"), min=1, help="How many promotions to go back.")] = 1,
+    reason: Reason = "",
+    actor: ActorName = None,
+    signing: RecordSigning | None = INJECTED,
+    connection: ConnectionOptions = INJECTED,
+    json_out: JsonOut = False,
+    policy: VerificationPolicy | None = INJECTED,
+) -> None:
+    """Move STAGE back to an earlier digest of its history, recorded as a rollback.
+
+    With verification policy options, the target must have been reached by a promotion
+    record signed under the policy, and the model must be signed under it.
+    """
+    if policy is None:
+        typer.echo(f"warning: no policy given, so rollback trusts the unsigned promotion history of {stage}, which "
+                   "anyone who can push to the registry can forge; give --key or --certificate-identity(-regexp) "
+                   "and --certificate-oidc-issuer(-regexp) to move only to a digest a signed record reached", err=True)
+    result = _run(connection, json_out,
+                  lambda c: c.rollback(repository, stage, to=to, steps=steps, reason=reason or None, actor=actor,
+                                       policy=policy, sign_record=signing))
+    if result is not None:
+        print_promotion(result)
+
+
+@app.command("stages")
+@handle_errors
+@connection_options
+@policy_options
+def stages_command(
+    repository: Repository,
+    connection: ConnectionOptions = INJECTED,
+    json_out: JsonOut = False,
+    policy: VerificationPolicy | None = INJECTED,
+) -> None:
+    """List each stage: the digest it holds, its version tags, and its last promotion.
+
+    With verification policy options, each stage's newest record is verified (exit 5 if one is not).
+    """
+    from ..errors import ExitCode
+
+    with connection.client() as client:
+        found = client.stages(repository, policy=policy)
+    if json_out:
+        print_json([s.to_dict() for s in found])
+    else:
+        if not found:
+            typer.echo(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')", err=True)
+        for info in found:
+            tags = ",".join(t for t in info.tags if t != info.stage) or "-"
+            who = info.promoted_by.name if info.promoted_by else "?"
+            mark = signature_mark(info.signature_verified, info.signed_by, None)
+            typer.echo(f"{info.stage:<12} {info.digest or 'unset'}  tags={tags}  {info.promoted_at or '?'} by {who} "
+                       f"[{mark}]: {info.reason or ''}".rstrip())
+            for problem in (info.finding, info.signature_finding):
+                if problem:
+                    typer.echo(f"  ! {problem}")
+    if policy is not None and not all(info.signature_verified for info in found):
+        raise typer.Exit(ExitCode.VERIFICATION)
+
+
+@app.command()
+@handle_errors
+@connection_options
+@policy_options
+def history(
+    repository: Repository,
+    stage: Stage,
+    connection: ConnectionOptions = INJECTED,
+    json_out: JsonOut = False,
+    policy: VerificationPolicy | None = INJECTED,
+) -> None:
+    """Show STAGE's promotion chain, newest first; exit 6 if the chain has problems.
+
+    With verification policy options, every record must be signed under the policy: exit 5
+    names each one that is not, and signed records the chain leaves out.
+    """
+    from ..errors import ExitCode
+
+    with connection.client() as client:
+        report = client.history(repository, stage, policy=policy)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        for finding in report.findings:
+            typer.echo(f"! {finding.message}")
+        for e in report.entries:
+            mark = signature_mark(e.signature_verified, e.signed_by, e.signature_problem, e.signed)
+            typer.echo(f"{e.time}  {e.actor.name}  {e.from_digest or 'nothing'} -> {e.to_digest}  [{mark}]  {e.reason}".rstrip())
+    if report.signature_findings:
+        raise typer.Exit(ExitCode.VERIFICATION)
+    if not report.ok:
+        raise typer.Exit(ExitCode.INTEGRITY)
+
+
+@app.command()
+@handle_errors
+@connection_options
+def delete(
+    ref: Annotated[str, typer.Argument(help="Tag or digest to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", envvar=env("yes"), help="Do not ask before deleting a digest with tags.")] = False,
+    force: Annotated[bool, typer.Option("--force", envvar=env("force"), help="Delete even what a stage points at.")] = False,
+    connection: ConnectionOptions = INJECTED,
+    json_out: JsonOut = False,
+) -> None:
+    """Delete a tag or a manifest; refuses a digest a stage holds unless --force."""
+    from ..errors import UsageError
+
+    with connection.client() as client:
+        plan = client.plan_delete(ref)
+        if plan.tag is None and plan.tags and not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"deleting {plan.digest} also removes tags {', '.join(plan.tags)}: pass --yes to confirm")
+            typer.confirm(f"Deleting {plan.digest} also removes tags {', '.join(plan.tags)}. Continue?", abort=True)
+        done = client.delete(ref, force=force)
+    if json_out:
+        print_json(done.to_dict())
+        return
+    typer.echo(f"Deleted {done.tag or done.digest}" + (f" (tags removed: {', '.join(done.tags)})" if done.tag is None and done.tags else ""), err=True)
+
+
+@app.command()
+@handle_errors
+@connection_options
+def lineage(
+    ref: ModelRef,
+    depth: Annotated[int, typer.Option("--depth", envvar=env("depth"), min=0, max=50, help="How many generations to follow.")] = 5,
+    connection: ConnectionOptions = INJECTED,
+    json_out: JsonOut = False,
+) -> None:
+    """Show the ancestor tree of a model (parents by digest, across registries)."""
+    node = _run(connection, json_out, lambda c: c.lineage(ref, depth=depth))
+    if node is not None:
+        typer.echo(render_tree(node))
