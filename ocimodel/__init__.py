@@ -40,11 +40,11 @@ _LAZY = {
     "logout": "ocimodel.api",
     "verify_bundle": "ocimodel.signing.verify",
     # sessions, options and results
-    "Client": "ocimodel.api",
+    "Client": "ocimodel.session",
     "Connection": "ocimodel.registry.connection",
     "RegistryClient": "ocimodel.registry.client",
-    "RecordSigning": "ocimodel.api",
-    "InspectResult": "ocimodel.api",
+    "RecordSigning": "ocimodel.session",
+    "InspectResult": "ocimodel.session",
     "PushResult": "ocimodel.transfer.push",
     "PullResult": "ocimodel.transfer.pull",
     "SignResult": "ocimodel.provenance",
@@ -59,9 +59,6 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import (
-        Client,
-        InspectResult,
-        RecordSigning,
         delete,
         history,
         inspect,
@@ -87,6 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .registry.client import RegistryClient
     from .registry.connection import Connection
     from .signing.policy import VerificationPolicy
+    from .session import Client, InspectResult, RecordSigning
     from .signing.verify import verify_bundle
     from .transfer.pull import PullResult
     from .transfer.push import PushResult

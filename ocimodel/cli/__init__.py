@@ -5,6 +5,6 @@ is printed), :mod:`.progress` (progress bars). It talks to :mod:`ocimodel.api` o
 
 # Importing a command module registers its commands, in this order in --help.
 from . import cmd_models, cmd_signing, cmd_stages, cmd_login  # noqa: F401, I001
-from .app import app, main
+from .app import main
 
-__all__ = ["app", "main"]
+__all__ = ["main"]
