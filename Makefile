@@ -1,11 +1,12 @@
-# The two commands: `make demo` and `make test`. Both set themselves up on a fresh
-# Debian machine: a virtual environment with the package, and the docker-registry binary.
+# The two commands: `make demo` and `make test` (unit and integration tests; `make test-unit`
+# runs the fast set alone). Both set themselves up on a fresh Debian machine: a virtual
+# environment with the package, and the docker-registry binary.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-scan registry-binary clean
+.PHONY: demo test test-unit bench bench-scan registry-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,10 @@ demo: $(STAMP) registry-binary
 
 test: $(STAMP) registry-binary
 	$(BIN)/python -m pytest -q
+
+# The fast set only (tests/unit: no registry, no network; well under a minute).
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
 
 bench: $(STAMP) registry-binary
 	$(BIN)/python benchmarks/transfer.py $(BENCH_ARGS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from pathlib import Path
 
@@ -13,11 +12,9 @@ from registry_fixtures import RegistryServer, TokenRegistry, fast_retry
 from ocimodel.descriptor import LAYER_MEDIA_TYPE, MANIFEST_V1, Descriptor, Manifest
 from ocimodel.errors import AuthError, NetworkError
 from ocimodel.reference import Reference
-from ocimodel.registry.auth import Challenge, parse_challenges
 from ocimodel.registry.client import RegistryClient
 from ocimodel.registry.connection import Connection
 from ocimodel.registry.credentials import CredentialStore
-from ocimodel.registry.tls import DeferredTrustContext
 
 
 def _round_trip(client: RegistryClient, server: RegistryServer, repo: str, payload: bytes = b"w") -> None:
@@ -38,26 +35,6 @@ def _login(server: RegistryServer) -> None:
 
 
 # -- challenge parsing -------------------------------------------------------------------------
-
-
-def test_parse_bearer_challenge_with_commas_in_quotes() -> None:
-    header = (
-        'Bearer realm="https://auth.example.com/token",service="registry.example.com",'
-        'scope="repository:a/b:pull,push repository:c:pull",error="insufficient_scope"'
-    )
-    (challenge,) = parse_challenges(header)
-    assert challenge.scheme == "bearer"
-    assert challenge.params["realm"] == "https://auth.example.com/token"
-    assert challenge.scopes == {"repository:a/b:pull,push", "repository:c:pull"}
-    assert challenge.params["error"] == "insufficient_scope"
-
-
-def test_parse_several_challenges_and_escapes() -> None:
-    header = 'Basic realm="say \\"hi\\", ok", Bearer realm=https://t/x, service=s'
-    assert parse_challenges(header) == [
-        Challenge("basic", {"realm": 'say "hi", ok'}),
-        Challenge("bearer", {"realm": "https://t/x", "service": "s"}),
-    ]
 
 
 # -- TLS + Basic -------------------------------------------------------------------------------
@@ -111,15 +88,6 @@ def test_default_trust_honours_ssl_cert_file(
     monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
     with RegistryClient(retry=fast_retry()) as client:
         _round_trip(client, server, repo)
-
-
-def test_default_trust_is_loaded_at_the_first_tls_connection_only() -> None:
-    context = DeferredTrustContext()
-    # Verifying from the start: a connection can never happen before the trust is there.
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert context.cert_store_stats()["x509_ca"] == 0  # nothing loaded yet: start-up stays fast
-    context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="registry.example")
-    assert context.cert_store_stats()["x509_ca"] > 0
 
 
 def test_insecure_skips_verification(tls_basic_registry: RegistryServer, repo: str, docker_config: Path) -> None:

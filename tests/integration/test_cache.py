@@ -5,29 +5,19 @@ by the fault fault_proxy (with no fault configured), never timed."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from faultproxy import FaultProxy
+from test_cache_rules import HOUR_AGO
 from transfer_helpers import pull_model, push_model, tree, write_random
 
 import ocimodel.transfer.upload
 from ocimodel.reference import Reference
-from ocimodel.transfer.cache import CACHE_DIR_ENV, BlobCache, default_cache_dir, open_cache
-from ocimodel.transfer.digestcache import DigestCache
+from ocimodel.transfer.cache import BlobCache
 
 KiB = 1024
-HOUR_AGO = time.time() - 3600
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Iterator[BlobCache]:
-    c = BlobCache(tmp_path / "cache")
-    yield c
-    c.close()
 
 
 @pytest.fixture
@@ -78,28 +68,6 @@ def test_unchanged_file_is_not_rehashed_and_a_modified_one_is(proxy_client, faul
     assert {layer.title: layer.digest for layer in third.manifest.layers}["shard-1.bin"] != {
         layer.title: layer.digest for layer in second.manifest.layers
     }["shard-1.bin"]
-
-
-def test_same_size_rewrite_with_same_mtime_but_new_inode_is_rehashed(tmp_path, cache):
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"a" * 100)
-    os.utime(path, (HOUR_AGO, HOUR_AGO))
-    cache.index.store_file(path, "sha256:" + "0" * 64, path.stat(), time.time_ns())
-    assert cache.index.lookup_file(path) == "sha256:" + "0" * 64
-    replacement = tmp_path / "g.bin"
-    replacement.write_bytes(b"b" * 100)
-    os.utime(replacement, (HOUR_AGO, HOUR_AGO))
-    os.replace(replacement, path)  # same path, size and mtime: only the inode tells
-    assert cache.index.lookup_file(path) is None
-
-
-def test_recently_modified_file_is_not_remembered(tmp_path):
-    index = DigestCache(tmp_path / "index.sqlite")
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"x")
-    index.store_file(path, "sha256:" + "1" * 64, path.stat(), time.time_ns())
-    assert index.lookup_file(path) is None  # a write in the same mtime tick could go unseen
-    index.close()
 
 
 # -- blob cache -----------------------------------------------------------------------------------
@@ -223,11 +191,3 @@ def test_pulled_blobs_are_remembered_for_mounting(proxy_client, fault_proxy, rep
 # -- where the cache lives ----------------------------------------------------------------------------
 
 
-def test_cache_location_and_switch(tmp_path, monkeypatch):
-    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "envcache"))
-    assert default_cache_dir() == tmp_path / "envcache"
-    assert open_cache(enabled=False) is None
-    assert open_cache().root == tmp_path / "envcache"
-    assert open_cache(tmp_path / "explicit").root == tmp_path / "explicit"
-    monkeypatch.delenv(CACHE_DIR_ENV)
-    assert default_cache_dir().name == "ocimodel"

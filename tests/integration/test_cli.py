@@ -8,26 +8,12 @@ import subprocess
 import sys
 
 import pytest
-
-
-def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "ocimodel", *args], capture_output=True, text=True, env=full_env, input=stdin, timeout=120
-    )
+from process_helpers import run
 
 
 @pytest.fixture
 def cli_env(docker_config) -> dict[str, str]:
     return {"OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config)}
-
-
-def test_version_and_help():
-    out = run("--version")
-    assert out.returncode == 0 and out.stdout.strip().startswith("ocimodel ")
-    helped = run("--help")
-    for verb in ("push", "pull", "inspect", "tags", "login", "logout"):
-        assert verb in helped.stdout
 
 
 def test_push_inspect_tags_pull(registry, repo, tmp_path, cli_env):
@@ -128,17 +114,6 @@ def test_login_tls_basic_then_push_pull_logout(tls_basic_registry, repo, tmp_pat
     assert denied.returncode == 3 and "ocimodel login" in denied.stderr
 
 
-@pytest.mark.parametrize("flag", ["--help", "--version"])
-def test_help_and_version_import_nothing_heavy(flag):
-    """Start-up stays fast (measured ~0.1 s) because these paths import no HTTP, Sigstore,
-    rich or cryptography code: checked by what is imported, not by a timer."""
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "ocimodel", flag], capture_output=True, text=True)
-    assert out.returncode == 0
-    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
-    heavy = {"httpx", "sigstore", "rich", "cryptography", "ocimodel.api", "ocimodel.registry.client"}
-    assert not heavy & imported, heavy & imported
-
-
 def _imported_by(*args: str, env: dict[str, str]) -> set[str]:
     """The modules ``ocimodel ARGS`` imports (it must succeed)."""
     out = subprocess.run([sys.executable, "-X", "importtime", "-m", "ocimodel", *args], capture_output=True,
@@ -160,29 +135,6 @@ def test_plain_push_and_pull_import_only_what_they_use(registry, repo, tmp_path,
     pulled = _imported_by("pull", ref, str(tmp_path / "out"), env=cli_env)
     assert not heavy & pushed, heavy & pushed
     assert not heavy & pulled, heavy & pulled
-
-
-def test_every_option_has_its_ocimodel_environment_variable():
-    """Containers configure ocimodel through the environment: each --flag reads OCIMODEL_FLAG."""
-    import typer.main
-
-    from ocimodel.cli import app
-
-    exceptions = {
-        ("push", "cache_dir"): "OCIMODEL_CACHE_DIR",  # --cache: the variable the cache itself reads
-        ("pull", "cache_dir"): "OCIMODEL_CACHE_DIR",
-        ("login", "password_stdin"): None,  # a way of reading stdin, not a value
-    }
-    checked = 0
-    for name, command in typer.main.get_command(app).commands.items():
-        for param in command.params:
-            if param.param_type_name != "option" or param.name == "help":
-                continue
-            flag = max(param.opts, key=len).lstrip("-")
-            expected = exceptions.get((name, param.name), "OCIMODEL_" + flag.upper().replace("-", "_"))
-            assert param.envvar == expected, f"{name} --{flag}"
-            checked += 1
-    assert checked > 100
 
 
 def test_progress_bars_on_a_terminal_only(registry, repo, tmp_path, cli_env):

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_cli import run
+from process_helpers import run
 from test_safety import SYSTEM, evil_pickle, safetensors, torch_zip
 
 

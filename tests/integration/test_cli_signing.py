@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
+from process_helpers import run
 from sigstore_standin import GITHUB_ISSUER, SigstoreStandin
-from test_cli import run
 from test_provenance import ALICE, AMBIENT_VARS, ISSUER, WORKFLOW
 
 pytest_plugins = ["sigstore_fixtures"]

@@ -17,7 +17,7 @@ from ocimodel.registry.connection import Connection
 
 pytest_plugins = ["sigstore_fixtures"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "examples" / "ci" / "github-actions.yml"
 # Steps that reach the outside world (PyPI, GHCR): the test has ocimodel installed already
 # and the local registry needs no login.

@@ -5,41 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from process_helpers import run_with_rusage
 
 SIZE = 2 * 1024**3 + 12345  # multi-GiB, not a multiple of any chunk size
 LIMIT_KIB = 150 * 1024
 FAULT_LIMIT = SIZE // 4096 // 8  # 1 in 8 of the pages received; ~13 000 measured
-
-
-# The child is forked from this tiny launcher, not from pytest: a forked child's peak RSS
-# starts at its parent's size (the pages it shares before exec count), and pytest after a
-# few hundred tests is itself hundreds of MiB.
-LAUNCHER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\nMINFLT={usage.ru_minflt}\\nPEAK_RSS_KIB={usage.ru_maxrss}\\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def run_with_rusage(args: list[str], env: dict[str, str]) -> tuple[int, str, str, int, int]:
-    """Run ``python -m ocimodel ARGS``; return exit code, stdout, stderr, its peak RSS (KiB)
-    and its minor page faults."""
-    done = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "ocimodel", *args],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    head, _, tail = done.stderr.rpartition("MINFLT=")
-    faults, _, rss = tail.partition("PEAK_RSS_KIB=")
-    return done.returncode, done.stdout, head, int(rss.strip()), int(faults.strip())
 
 
 @pytest.mark.slow

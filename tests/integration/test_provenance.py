@@ -439,7 +439,3 @@ def test_inspect_lists_signatures_unverified(oc, model, keypair, sigstore_standi
     assert all(s["verified"] is False for s in found.values())
 
 
-def test_keygen_refuses_to_overwrite(tmp_path):
-    ocimodel.keygen(tmp_path / "k", password=b"pw")
-    with pytest.raises(UsageError, match="already exists"):
-        ocimodel.keygen(tmp_path / "k", password=b"pw")

@@ -7,9 +7,6 @@ past about a thousand levels; these tests go well past that.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -34,10 +31,6 @@ from ocimodel.errors import SchemaError
 from ocimodel.jsondoc import MAX_DEPTH
 from ocimodel.lifecycle.actor import Actor
 from ocimodel.lifecycle.records import PromotionRecord
-from ocimodel.reference import Reference
-from ocimodel.registry.client import RegistryClient
-from ocimodel.registry.connection import Connection
-from ocimodel.registry.credentials import CredentialStore
 from ocimodel.transfer.dirfd import DirHandle
 from ocimodel.transfer.installed import STATE_NAME, InstalledFile, InstallState, read_state
 
@@ -161,43 +154,3 @@ def test_media_type_of_deep_manifest_is_none_not_a_crash():
 # ------------------------------------------------------------------ end to end, real registry
 
 
-@pytest.fixture
-def client(registry, docker_config):
-    with RegistryClient(Connection(plain_http=True), credentials=CredentialStore()) as c:
-        yield c
-
-
-def _cli(*args: str, docker_config: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config)}
-    return subprocess.run([sys.executable, "-m", "ocimodel", *args], capture_output=True, text=True, env=env, timeout=120)
-
-
-def _one_error_line(done: subprocess.CompletedProcess, code: int, fragment: str) -> None:
-    assert done.returncode == code, done.stderr
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and fragment in errors[0], done.stderr
-
-
-def test_registry_serving_deeply_nested_manifest_or_config(client, registry, repo, tmp_path, docker_config):
-    ref = Reference.parse(f"{registry.host}/{repo}:deep-manifest")
-    blob = client.push_blob_bytes(ref, LAYER_MEDIA_TYPE, b"hi")
-    layer = Descriptor(media_type=LAYER_MEDIA_TYPE, digest=blob.digest, size=2, annotations={ANNOTATION_TITLE: "a.bin"})
-    config = client.push_blob_bytes(ref, CONFIG_MEDIA_TYPE, CONFIG.to_bytes())
-    good = json.loads(Manifest.build(config, [layer], artifact_type=ARTIFACT_TYPE).raw)
-    # The registry (Go) parses manifests to a depth of 10 000 and ignores unknown fields.
-    deep = json.dumps({**good, "x": "@@"}).replace('"@@"', _nested(5000, "list")).encode()
-    client.put_manifest(ref, deep, good["mediaType"])
-
-    # A config blob is opaque to the registry: any depth gets through.
-    config_ref = Reference.parse(f"{registry.host}/{repo}:deep-config")
-    raw_config = json.dumps({**CONFIG.to_dict(), "labels": "@@"}).replace('"@@"', _nested(100_000, "object")).encode()
-    deep_config = client.push_blob_bytes(config_ref, CONFIG_MEDIA_TYPE, raw_config)
-    client.push_blob_bytes(config_ref, LAYER_MEDIA_TYPE, b"hi")
-    client.put_manifest(config_ref, Manifest.build(deep_config, [layer], artifact_type=ARTIFACT_TYPE).raw, good["mediaType"])
-
-    for reference in (ref, config_ref):
-        dest = tmp_path / reference.tag
-        _one_error_line(_cli("pull", str(reference), str(dest), docker_config=docker_config), 6, "nested deeper than")
-        assert not dest.exists()
-        _one_error_line(_cli("inspect", str(reference), docker_config=docker_config), 6, "nested deeper than")

@@ -18,11 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ocimodel.cli import app
+from ocimodel.cli.app import app
 from ocimodel.errors import UsageError
 from ocimodel.registry.connection import Connection
-from ocimodel.signing import keys as signing_keys
-from ocimodel.signing.policy import POLICY_VARIABLES
 
 NOWHERE = "127.0.0.1:1/models/churn"
 ISSUER = "https://token.actions.githubusercontent.com"
@@ -114,21 +112,6 @@ MALFORMED: dict[str, tuple[str | None, list[str], dict[str, str], str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("policy-matrix")
-    signing_keys.generate_keypair(tmp / "k", b"pw")
-    (tmp / "blob").write_bytes(b"model bytes")
-    (tmp / "bundle.json").write_text("{}")
-    return tmp
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in POLICY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
-
 def invoke(args: list[str], env: dict[str, str]):
     return CliRunner().invoke(app, args, env={"OCIMODEL_PLAIN_HTTP": "1", **env})
 
@@ -157,35 +140,6 @@ def test_every_verb_refuses_every_unusable_policy(workdir: Path, clean_env, verb
     assert not (workdir / "dest").exists()
 
 
-def reachable(args: list[str], host: str) -> list[str]:
-    """``args`` aimed at a real registry (a repository that does not exist) instead of nowhere."""
-    return [a.replace(NOWHERE, f"{host}/nobody/here") for a in args]
-
-
-#: What each verb ends with against an empty repository once past policy validation.
-PAST_VALIDATION = {"verify": 4, "verify-blob": 5, "pull": 4, "promote": 4, "rollback": 4, "history": 4, "stages": 4}
-
-
-@pytest.mark.parametrize("verb", list(verbs(Path("."))))
-def test_a_usable_policy_gets_past_validation(workdir: Path, clean_env, registry, verb: str) -> None:
-    """The control row: the same verbs with a good key policy go on (and fail later, not with exit 2)."""
-    policy = workdir / "good.yaml"
-    policy.write_text("key: k.pub  # relative to the policy file\nallowGlobals: [collections.OrderedDict]\n")
-    for args in (["--key", str(workdir / "k.pub")], ["--policy", str(policy)]):
-        result = invoke(reachable(verbs(workdir)[verb], registry.host) + args, {})
-        assert result.exit_code == PAST_VALIDATION[verb], (result.stderr, result.exception)
-
-
-@pytest.mark.parametrize("verb", list(verbs(Path("."))))
-def test_no_policy_at_all(workdir: Path, clean_env, registry, verb: str) -> None:
-    """No policy source: verify and verify-blob need one (exit 2), the others go on unverified."""
-    result = invoke(reachable(verbs(workdir)[verb], registry.host), {})
-    if verb in ("verify", "verify-blob"):
-        assert_one_error_line(result, 2, "no verification policy")
-    else:
-        assert result.exit_code == PAST_VALIDATION[verb], (result.stderr, result.exception)
-
-
 def test_real_processes_one_line_no_traceback(workdir: Path, clean_env) -> None:
     env = {**os.environ, "OCIMODEL_PLAIN_HTTP": "1", "OCIMODEL_KEY": ""}
     dest = workdir / "real-dest"
@@ -198,26 +152,6 @@ def test_real_processes_one_line_no_traceback(workdir: Path, clean_env) -> None:
     out = subprocess.run([sys.executable, "-m", "ocimodel", "history", NOWHERE, "prod"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr == f"error: policy file {workdir / 'nulls.yaml'}: key is null: give a value or remove it\n"
-
-
-def test_match_everything_regexps_warn_once_and_do_not_fail(workdir: Path, clean_env, registry) -> None:
-    model = f"{registry.host}/nobody/here:1"
-    args = ["verify", model, "--certificate-identity-regexp", "(.*)",
-            "--certificate-oidc-issuer-regexp", r"[\s\S]+", "--trusted-root", str(workdir / "k.pub")]
-    result = invoke(args, {})
-    assert result.exit_code == 4, result.stderr  # went on to the registry
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert warnings == [
-        "warning: the policy's certificate-identity-regexp '(.*)' and certificate-oidc-issuer-regexp '[\\\\s\\\\S]+' "
-        "match any value, so it does not restrict who signed; pin it (e.g. the workflow path and ref, see docs/signing.md)"
-    ]
-    pinned = ["verify", model, "--certificate-identity-regexp",
-              r"https://github\.com/acme/churn/\.github/workflows/release\.yml@refs/tags/v[0-9.]+",
-              "--certificate-oidc-issuer", ISSUER, "--trusted-root", str(workdir / "k.pub")]
-    assert "warning" not in invoke(pinned, {}).stderr
-    logged = invoke(["pull", model, str(workdir / "d"), "--log-format", "json", *args[2:]], {})
-    first = json.loads(logged.stderr.splitlines()[0])
-    assert first["level"] == "warning" and "match any value" in first["message"]
 
 
 def test_api_policy_objects_are_checked_too(workdir: Path, tmp_path: Path) -> None:

@@ -571,7 +571,7 @@ def test_memory_stays_flat_on_hostile_inputs(tmp_path):
         f.write(b"\x80\x04\x8e" + struct.pack("<Q", 3 << 30))
         f.seek(3 << 30, 1)
         f.write(b".")
-    from test_memory import run_with_rusage
+    from process_helpers import run_with_rusage
 
     code, out, _, rss, _ = run_with_rusage(["scan", str(tmp_path), "--json", "--scan-limit", "decompressed=512MiB"],
                                            dict(os.environ))
@@ -753,7 +753,7 @@ def test_docs_publish_the_allow_list_and_the_limits():
 
     from ocimodel.scanner.allowlist import ALLOWED, CLASS_PACKAGE_EXCLUDED, CLASS_PACKAGE_FOREIGN, DANGEROUS_NAMES
 
-    text = (Path(__file__).parent.parent / "docs" / "scanning.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "scanning.md").read_text()
     for name in {n for names in (*ALLOWED.values(), *DANGEROUS_NAMES.values()) for n in names}:
         assert f"`{name}`" in text, name
     for name in (*CLASS_PACKAGE_EXCLUDED, *CLASS_PACKAGE_FOREIGN):

@@ -198,7 +198,7 @@ def test_narrower_regexps_not_flagged(pattern: str) -> None:
 
 # ------------------------------------------------------------------------------ documented regexps
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Identities a pinned release-workflow regexp must refuse.
 HOSTILE = [
     "https://github.com/acme/x@evil",
