@@ -58,6 +58,7 @@ _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)?rel="?next"?')
 
 
 def next_link(response: httpx.Response) -> httpx.URL | None:
+    """The ``rel="next"`` page of a paginated listing (relative to the response URL), or None."""
     match = _LINK_NEXT_RE.search(response.headers.get("link", ""))
     return response.url.join(match.group(1)) if match else None
 

@@ -45,6 +45,7 @@ def is_tar(head: bytes) -> bool:
 
 
 def compression(head: bytes) -> str | None:
+    """The compression format whose magic bytes start ``head``, or None."""
     if head[:2] == b"\x1f\x8b":
         return "gzip"
     if head[:3] == b"BZh":
@@ -65,6 +66,7 @@ def compression(head: bytes) -> str | None:
 
 
 def is_safetensors(head: bytes, size: int) -> bool:
+    """An 8-byte little-endian header length that fits the file, then a JSON object."""
     if len(head) < 9:
         return False
     (n,) = struct.unpack("<Q", head[:8])
@@ -80,6 +82,7 @@ def looks_like_protobuf(head: bytes) -> bool:
 
 
 def is_text(head: bytes) -> bool:
+    """UTF-8 without NUL bytes (a character cut at the end of the sample is allowed)."""
     if b"\x00" in head:
         return False
     for cut in range(4):  # a multi-byte character split by the end of the sample
@@ -140,6 +143,8 @@ def header_length(head: bytes, name: str) -> int | None:
 
 
 class BytesRegion:
+    """A region over bytes in memory (a member already read, a test input)."""
+
     def __init__(self, data: bytes) -> None:
         self.data, self.size = data, len(data)
 

@@ -35,6 +35,8 @@ class Member:
 
 @dataclass
 class ZipLayout:
+    """What the central directory says: members to scan, and what made it hostile or unreadable."""
+
     members: list[Member] = field(default_factory=list)
     hostile: list[str] = field(default_factory=list)  # (location, why)
     incomplete: list[tuple[str, str]] = field(default_factory=list)

@@ -101,6 +101,13 @@ def imports_of(name: str) -> list[tuple[str, int]]:
     return found
 
 
+def test_every_package_directory_is_a_regular_package():
+    """A directory without ``__init__.py`` imports from a checkout (a namespace package) but is
+    left out of the wheel: setuptools' package finder skips it."""
+    for directory in sorted({p.parent for p in PACKAGE.rglob("*.py")}):
+        assert (directory / "__init__.py").is_file(), f"{directory.relative_to(PACKAGE.parent)} has no __init__.py"
+
+
 def test_every_module_belongs_to_a_layer():
     for name in MODULES:
         layer_of(name)
