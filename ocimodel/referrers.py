@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
-from .descriptor import DOCKER_MANIFEST_LIST_V2, INDEX_V1, Descriptor, Index, Manifest
+from .descriptor import DOCKER_MANIFEST_LIST_V2, EMPTY_DESCRIPTOR, INDEX_V1, Descriptor, Index, Manifest
 from .errors import NotFoundError, RegistryError, SchemaError
 from .reference import validate_digest
 from .settle import SETTLE_SECONDS, holds
@@ -34,6 +34,17 @@ DEFAULT_MERGE_ATTEMPTS = 8
 def fallback_tag(subject_digest: str) -> str:
     """The referrers fallback tag of a manifest digest: ``sha256-<hex>``."""
     return FALLBACK_TAG_PREFIX + validate_digest(subject_digest).partition(":")[2]
+
+
+def referrer_manifest(
+    subject: Descriptor, layer: Descriptor, artifact_type: str, annotations: Mapping[str, str]
+) -> Manifest:
+    """A referrer of ``subject`` carrying one ``layer``: the OCI empty config, and ``subject``
+    as a plain descriptor (media type, digest, size: nothing else of the subject's is copied)."""
+    plain_subject = Descriptor(media_type=subject.media_type, digest=subject.digest, size=subject.size)
+    return Manifest.build(
+        EMPTY_DESCRIPTOR, [layer], artifact_type=artifact_type, subject=plain_subject, annotations=dict(annotations)
+    )
 
 
 def index_entry(referrer: Manifest) -> Descriptor:

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..descriptor import ANNOTATION_CREATED, EMPTY_DESCRIPTOR, Descriptor, Manifest, canonical_json
+from ..descriptor import ANNOTATION_CREATED, Descriptor, Manifest, canonical_json
 from ..errors import IntegrityError, NotFoundError, SchemaError, UsageError
 from ..jsondoc import load_object
 from ..reference import validate_digest, validate_tag
-from ..referrers import FALLBACK_TAG_PREFIX
+from ..referrers import FALLBACK_TAG_PREFIX, referrer_manifest
 from ..storage import Target
 from .actor import Actor
 
@@ -151,14 +151,8 @@ class PromotionRecord:
 def build_record_manifest(record: PromotionRecord, subject: Descriptor) -> Manifest:
     """The referrer manifest holding ``record``: empty config, one JSON layer, ``subject`` set."""
     layer = Descriptor.from_bytes(RECORD_MEDIA_TYPE, record.to_bytes())
-    plain_subject = Descriptor(media_type=subject.media_type, digest=subject.digest, size=subject.size)
-    return Manifest.build(
-        EMPTY_DESCRIPTOR,
-        [layer],
-        artifact_type=PROMOTION_ARTIFACT_TYPE,
-        subject=plain_subject,
-        annotations={ANNOTATION_CREATED: record.time, ANNOTATION_STAGE: record.stage},
-    )
+    annotations = {ANNOTATION_CREATED: record.time, ANNOTATION_STAGE: record.stage}
+    return referrer_manifest(subject, layer, PROMOTION_ARTIFACT_TYPE, annotations)
 
 
 @dataclass(frozen=True)

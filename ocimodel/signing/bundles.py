@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ocimodel.config import timestamp
-from ocimodel.descriptor import ANNOTATION_CREATED, EMPTY_DESCRIPTOR, EMPTY_JSON, EMPTY_V1, Descriptor, Manifest
+from ocimodel.descriptor import ANNOTATION_CREATED, EMPTY_JSON, EMPTY_V1, Descriptor, Manifest
 from ocimodel.errors import IntegrityError, NotFoundError, RegistryError, SchemaError
-from ocimodel.referrers import DEFAULT_MERGE_ATTEMPTS, attach, index_entry, list_referrers
+from ocimodel.referrers import DEFAULT_MERGE_ATTEMPTS, attach, index_entry, list_referrers, referrer_manifest
 from ocimodel.settle import SETTLE_SECONDS
 from ocimodel.signing.statement import BUNDLE_MEDIA_TYPE, BUNDLE_V03_MEDIA_TYPES, PREDICATE_TYPE
 from ocimodel.storage import Target
@@ -37,14 +37,7 @@ def build_referrer(subject: Descriptor, bundle: Descriptor, created: str | None 
         ANNOTATION_BUNDLE_PREDICATE_TYPE: PREDICATE_TYPE,
         ANNOTATION_CREATED: created or timestamp(None),
     }
-    plain_subject = Descriptor(media_type=subject.media_type, digest=subject.digest, size=subject.size)
-    return Manifest.build(
-        EMPTY_DESCRIPTOR,
-        [bundle],
-        artifact_type=BUNDLE_MEDIA_TYPE,
-        subject=plain_subject,
-        annotations=annotations,
-    )
+    return referrer_manifest(subject, bundle, BUNDLE_MEDIA_TYPE, annotations)
 
 
 @dataclass(frozen=True)
