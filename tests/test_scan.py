@@ -439,6 +439,16 @@ def test_pytorch_zip_with_malicious_data_pkl(fake_torch):
     assert "model.pt:archive/data.pkl: DANGEROUS " + SYSTEM in format_report(ScanReport([scan]))
 
 
+def test_object_npy_under_data_of_a_torch_looking_zip_is_scanned_as_numpy_would_load_it():
+    # numpy.load(allow_pickle=True) of the same zip reads any member starting with the npy magic
+    # as an array, whatever its name: a decoy data.pkl must not make it a "raw storage".
+    evil_npy = corpus.npy("|O", corpus.EVIL4)
+    for member in ("x/data/evil.npy", "x/data/0"):
+        data = corpus.zip_bytes([("x/data.pkl", pickle.dumps({"a": 1})), (member, evil_npy)])
+        scan = scan_bytes(data, "arrays.npz")
+        assert [(g.call, g.location) for g in scan.dangerous] == [("os.system", member)], member
+
+
 def test_legacy_torch_tar_even_without_ustar_magic():
     by_name = {s.name: s for s in corpus.malicious()}
     data = by_name["legacy_torch_tar_v7.pt"].data
