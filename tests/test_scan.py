@@ -457,6 +457,19 @@ def test_legacy_torch_tar_even_without_ustar_magic():
     assert scan.format == "pytorch-legacy-tar" and [(g.call, g.location) for g in scan.dangerous] == [("os.system", "pickle")]
 
 
+def test_legacy_torch_tar_storage_records_after_raw_bytes_are_not_passed_as_safe():
+    # torch < 0.4 reads 'storages' as: pickle(count), then per storage pickle(args) + raw bytes.
+    # A pickle after the first raw bytes runs too: the scanner cannot find it, so it must say so.
+    storages = (corpus.dumps(2, 2) + corpus.dumps(("0", "cpu"), 2) + struct.pack("<q", 4) + b"\xff" * 16
+                + corpus.EVIL4 + struct.pack("<q", 0))
+    data = corpus.tar_bytes([("sys_info", corpus.dumps({}, 2)), ("pickle", corpus.dumps({"a": 1}, 2)),
+                             ("storages", storages), ("tensors", corpus.dumps(0, 2))])
+    scan = scan_bytes(data, "old.pt")
+    assert scan.verdict != "safe" and any("storages" == i.location for i in scan.incomplete), scan.incomplete
+    empty = corpus.tar_bytes([("pickle", corpus.dumps({"a": 1}, 2)), ("storages", corpus.dumps(0, 2))])
+    assert scan_bytes(empty, "old.pt").verdict == "safe"
+
+
 # -- archives ------------------------------------------------------------------------------------
 
 

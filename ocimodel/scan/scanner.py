@@ -496,10 +496,26 @@ def _scan_tar(acc: _Acc, region: FileRegion, location: str, depth: int) -> str:
         if not member.isfile():
             continue  # links and devices: nothing to load
         try:
-            _scan(acc, region.part(member.offset_data, member.size), member.name, where, depth + 1)
+            part = region.part(member.offset_data, member.size)
+            _scan(acc, part, member.name, where, depth + 1)
+            if member.name in _TORCH_TAR_RECORDS:
+                _check_torch_tar_records(acc, part, where)
         except ScanLimitError as exc:
             acc.note(acc.incomplete, where, str(exc))
     return fmt
+
+
+_TORCH_TAR_RECORDS = ("storages", "tensors")  # torch < 0.4 reads them before 'pickle', whatever else the tar holds
+
+
+def _check_torch_tar_records(acc: _Acc, part: FileRegion, where: str) -> None:
+    """torch < 0.4 reads these members as a count pickle, then per record a pickle followed by
+    raw bytes it sizes from what that pickle built: the pickles after raw bytes cannot be
+    found without executing it, so anything after the count is not fully inspected."""
+    walk = walk_pickles(part, 0, allow=acc.options.allow, budget=acc.budget, first_only=True)
+    if walk.error is None and walk.end < part.size:
+        acc.note(acc.incomplete, where, "torch < 0.4 tar records: pickles interleaved with raw storage bytes "
+                 "are not parsed (re-save the checkpoint with a current torch)")
 
 
 # -- public entry points ------------------------------------------------------------------------
