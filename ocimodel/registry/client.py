@@ -447,7 +447,7 @@ def _error_detail(body: bytes) -> tuple[str | None, str]:
         errors = json.loads(body).get("errors")
         first = errors[0]
         code, message = str(first.get("code", "")), str(first.get("message", ""))
-    except (ValueError, AttributeError, TypeError, IndexError, KeyError):
+    except (ValueError, AttributeError, TypeError, IndexError, KeyError, RecursionError):
         text = body.decode("utf-8", "replace").strip().splitlines()
         return None, (text[0][:200] if text else "")
     return code or None, ": ".join(part for part in (code, message) if part)
@@ -892,7 +892,9 @@ class RegistryClient:
                 url = _next_link(response)
             try:
                 page = json.loads(body).get("tags") or []
-            except (ValueError, AttributeError):
+                if not isinstance(page, list):
+                    raise ValueError("tags is not a list")
+            except (ValueError, AttributeError, RecursionError):
                 raise SchemaError(f"registry {op.host} sent a malformed tag list for {ref.repository}") from None
             tags.update(tag for tag in page if isinstance(tag, str))
         raise RegistryError(f"registry {op.host} kept paging tags of {ref.repository} past {_MAX_PAGES} pages")
