@@ -447,6 +447,10 @@ def test_object_npy_under_data_of_a_torch_looking_zip_is_scanned_as_numpy_would_
         data = corpus.zip_bytes([("x/data.pkl", pickle.dumps({"a": 1})), (member, evil_npy)])
         scan = scan_bytes(data, "arrays.npz")
         assert [(g.call, g.location) for g in scan.dangerous] == [("os.system", member)], member
+    # Nor may it hide a pickle-named member that whoever extracts the zip would load.
+    for member in ("x/data/evil.joblib", "x/data/model.pkl.gz"):
+        data = corpus.zip_bytes([("x/data.pkl", pickle.dumps({"a": 1})), (member, corpus.EVIL4)])
+        assert scan_bytes(data, "bundle.zip").verdict == "dangerous", member
 
 
 def test_legacy_torch_tar_even_without_ustar_magic():

@@ -425,7 +425,7 @@ def _scan_zip(acc: _Acc, region: FileRegion, location: str, depth: int) -> str |
                 continue
             inner = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
             if (torch and inner.startswith(_TORCH_STORAGE) and "/" not in inner[len(_TORCH_STORAGE):]
-                    and not inner.endswith(".pkl") and info.compress_type == zipfile.ZIP_STORED
+                    and not pickle_named(inner, top_level=False) and info.compress_type == zipfile.ZIP_STORED
                     and region.pread(member.data_start, 6) != b"\x93NUMPY"):
                 continue  # raw tensor storage: torch reads it as bytes, never unpickles it (numpy.load
                 # of the same zip would read an npy-looking member as an array, whatever its name)
