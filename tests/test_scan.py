@@ -341,6 +341,19 @@ def test_polyglots_are_dangerous():
     assert scan.format == "pickle" and scan.verdict == "dangerous"
 
 
+def test_a_zip_appended_to_another_format_does_not_hide_that_format():
+    # zipfile finds a zip by its end; numpy.load, joblib.load and torch.load go by the first
+    # bytes: an object .npy, a gzip'd pickle or a legacy tar with a small zip after it is
+    # still read as what it starts with (and the zip is scanned too).
+    tail = corpus.zip_bytes([("readme.txt", b"hello")])
+    for name, data in [("model.npy", corpus.npy("|O", corpus.EVIL4)), ("model.joblib", gzip.compress(corpus.EVIL4)),
+                       ("old.pt", corpus.tar_bytes([("pickle", corpus.EVIL4)]))]:
+        scan = scan_bytes(data + tail, name)
+        assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}, name
+    hidden = corpus.zip_bytes([("x.pkl", corpus.EVIL4)])
+    assert scan_bytes(safetensors_bytes() + hidden, "model.safetensors").verdict == "dangerous"
+
+
 def safetensors_bytes() -> bytes:
     header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
     return struct.pack("<Q", len(header)) + header + b"\x00" * 8
