@@ -23,6 +23,7 @@ import pickletools
 import struct
 import subprocess
 import sys
+import tarfile
 import types
 import zipfile
 import zlib
@@ -790,3 +791,25 @@ def test_docs_publish_the_allow_list_and_the_limits():
         assert f"`{name}`" in text, name
     for limit in dataclasses.fields(ScanLimits):
         assert f"| `{limit.name}` |" in text, limit.name
+
+
+def _gzip_that_is_a_tar(payload: bytes) -> bytes:
+    """A gzip stream whose FEXTRA field makes its first 512 bytes a valid tar header."""
+    block = bytearray(b"\x1f\x8b\x08\x04\0\0\0\0\0\xff" + struct.pack("<H", 500) + b"AB" + struct.pack("<H", 496))
+    block += b"\0" * (512 - len(block))
+    for at, field in ((100, b"0000644\0"), (108, b"0000000\0"), (116, b"0000000\0"), (124, b"00000000000\0"),
+                      (136, b"00000000000\0"), (156, b"0"), (257, b"ustar\x0000"), (148, b" " * 8)):
+        block[at : at + len(field)] = field
+    block[148:155] = b"%06o\0" % sum(block)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(payload) + deflate.flush()
+    return bytes(block) + body + struct.pack("<II", zlib.crc32(payload), len(payload))
+
+
+def test_a_tar_header_does_not_hide_what_else_the_file_is():
+    # tarfile accepts any first block with a valid checksum; the same bytes can be a gzip
+    # stream (its FEXTRA field is free-form) that joblib.load decompresses and unpickles.
+    data = _gzip_that_is_a_tar(corpus.EVIL4)
+    assert gzip.decompress(data) == corpus.EVIL4 and tarfile.open(fileobj=io.BytesIO(data), mode="r:").getmembers()
+    scan = scan_bytes(data, "model.joblib")
+    assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}

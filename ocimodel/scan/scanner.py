@@ -178,16 +178,18 @@ def _scan_format(acc: _Acc, region: FileRegion, name: str, location: str, depth:
     ``recognised`` is True for formats checked by their structure (not plain text)."""
     head = region.pread(0, HEAD_BYTES)
     suffix = PurePosixPath(name).suffix.lower()
-    trailing_zip = None
+    container = None
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or _has_zip_end(region):
         fmt = _scan_zip(acc, region, location, depth)
         if fmt is not None and head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
             return fmt, True
         # zipfile finds a zip by its end, but numpy, joblib and torch go by the first bytes:
         # whatever comes before the zip is scanned as what it is too.
-        trailing_zip = fmt
+        container = fmt
     if _is_tar(head):
-        return _scan_tar(acc, region, location, depth), True
+        # A tar header is mostly free-form bytes: the same file may also be a gzip stream
+        # (joblib) or an .npy (numpy), so the formats below are checked too.
+        container = _scan_tar(acc, region, location, depth)
     kind = _compression(head)
     if kind in ("lz4", "zstd"):
         acc.pickle = True
@@ -207,8 +209,8 @@ def _scan_format(acc: _Acc, region: FileRegion, name: str, location: str, depth:
         return "hdf5", True
     if suffix == ".onnx" and _looks_like_protobuf(head):
         return "onnx", True
-    if trailing_zip is not None:
-        return trailing_zip, True
+    if container is not None:
+        return container, True
     if head and _is_text(head):
         return ("json", True) if suffix == ".json" and head.lstrip()[:1] in (b"{", b"[") else ("text", False)
     return ("unknown" if head else "empty"), False
