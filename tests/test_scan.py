@@ -544,6 +544,17 @@ def test_every_gzip_member_is_read_like_gzip_does():
     assert calls(scan_bytes(data, "two.pkl.gz")) == {"os.system"}
 
 
+def test_gzip_members_after_zero_padding_are_read_like_gzip_does():
+    # gzip (and so joblib) skips zero bytes between members: a pickle split across two
+    # members with padding between them is one stream to the loader.
+    third = len(corpus.EVIL4) // 3
+    data = gzip.compress(corpus.EVIL4[:third]) + b"\0" * 8 + gzip.compress(corpus.EVIL4[third:])
+    assert gzip.decompress(data) == corpus.EVIL4
+    for name in ("model.gz", "model.joblib"):
+        scan = scan_bytes(data, name)
+        assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}, name
+
+
 def test_broken_compressed_stream_is_not_fully_inspected():
     scan = scan_bytes(gzip.compress(pickle.dumps({"a": list(range(50))}), mtime=0)[:-6], "m.pkl.gz")
     assert scan.verdict == "incomplete" and "truncated" in scan.error

@@ -342,6 +342,18 @@ def _zfile_start(region: FileRegion) -> int:
     return i if 2 < i <= 2 + 19 else 2 + 19
 
 
+def _after_zeros(region: FileRegion, pos: int, budget: Budget) -> int:
+    """The position of the first non-zero byte at or after ``pos`` (or the end)."""
+    while pos < region.size:
+        budget.check_time()
+        chunk = region.pread(pos, _CHUNK)
+        rest = chunk.lstrip(b"\0")
+        if rest or not chunk:
+            return pos + len(chunk) - len(rest)
+        pos += len(chunk)
+    return pos
+
+
 def _scan_compressed(acc: _Acc, region: FileRegion, kind: str, name: str, location: str, depth: int) -> str | None:
     """Decompress into a spool file (under the 'decompressed' limit) and scan the content as
     the loader would see it. ``None`` when it is not that format after all."""
@@ -374,6 +386,8 @@ def _scan_compressed(acc: _Acc, region: FileRegion, kind: str, name: str, locati
             out.write(data)
             if d.eof:
                 pos -= len(d.unused_data)
+                if kind == "gzip":
+                    pos = _after_zeros(region, pos, acc.budget)  # gzip skips zero padding between members
                 if _compression(region.pread(pos, 16)) not in (kind, "zlib" if kind == "joblib-zfile" else kind):
                     return  # what follows is not another stream: loaders stop here too
                 d = _decompressor(kind)
