@@ -555,6 +555,21 @@ def test_gzip_members_after_zero_padding_are_read_like_gzip_does():
         assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}, name
 
 
+def test_lzma_streams_are_chained_like_lzma_file_does():
+    # joblib reads .xz and .lzma files with lzma.LZMAFile (FORMAT_AUTO): after a stream it
+    # decodes whatever follows as another xz or LZMA-alone stream, with any properties byte.
+    half = len(corpus.EVIL4) // 2
+    lzma_alone = lambda d, lc=3: lzma.compress(d, format=lzma.FORMAT_ALONE,  # noqa: E731
+                                               filters=[{"id": lzma.FILTER_LZMA1, "lc": lc, "lp": 0, "pb": 2}])
+    for first, second in ((lzma_alone, lambda d: lzma_alone(d, lc=4)), (lzma.compress, lzma_alone), (lzma_alone, lzma.compress)):
+        data = first(corpus.EVIL4[:half]) + second(corpus.EVIL4[half:])
+        assert lzma.LZMAFile(io.BytesIO(data)).read() == corpus.EVIL4
+        scan = scan_bytes(data, "model.lzma")
+        assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}
+    trailing = lzma_alone(pickle.dumps({"a": 1})) + b"not a stream"  # ignored by LZMAFile: not a finding
+    assert scan_bytes(trailing, "model.lzma").verdict == "safe"
+
+
 def test_broken_compressed_stream_is_not_fully_inspected():
     scan = scan_bytes(gzip.compress(pickle.dumps({"a": list(range(50))}), mtime=0)[:-6], "m.pkl.gz")
     assert scan.verdict == "incomplete" and "truncated" in scan.error

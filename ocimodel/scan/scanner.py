@@ -342,6 +342,16 @@ def _zfile_start(region: FileRegion) -> int:
     return i if 2 < i <= 2 + 19 else 2 + 19
 
 
+def _not_an_lzma_header(head: bytes) -> bool:
+    """True when ``head`` (the first 13 bytes of what follows a stream) cannot start an xz or
+    LZMA-alone stream: lzma.LZMAFile then treats it as trailing garbage and stops."""
+    try:
+        lzma.LZMADecompressor().decompress(head)
+    except lzma.LZMAError:
+        return True
+    return False
+
+
 def _after_zeros(region: FileRegion, pos: int, budget: Budget) -> int:
     """The position of the first non-zero byte at or after ``pos`` (or the end)."""
     while pos < region.size:
@@ -388,7 +398,12 @@ def _scan_compressed(acc: _Acc, region: FileRegion, kind: str, name: str, locati
                 pos -= len(d.unused_data)
                 if kind == "gzip":
                     pos = _after_zeros(region, pos, acc.budget)  # gzip skips zero padding between members
-                if _compression(region.pread(pos, 16)) not in (kind, "zlib" if kind == "joblib-zfile" else kind):
+                if kind in ("xz", "lzma"):
+                    # lzma.LZMAFile (joblib) decodes what follows as another xz or LZMA-alone
+                    # stream, any properties byte; it stops only where no stream header starts.
+                    if pos >= region.size or _not_an_lzma_header(region.pread(pos, 13)):
+                        return
+                elif _compression(region.pread(pos, 16)) not in (kind, "zlib" if kind == "joblib-zfile" else kind):
                     return  # what follows is not another stream: loaders stop here too
                 d = _decompressor(kind)
         if not d.eof:
