@@ -521,6 +521,13 @@ def test_what_cannot_be_read_is_not_fully_inspected(name, fragment):
     assert fragment in (scan.error or "")
 
 
+def test_a_zip_directory_entry_holding_data_is_scanned():
+    # numpy.load of an npz reads any member it is asked for, a name ending in '/' too.
+    data = corpus.zip_bytes([("a.npy", corpus.npy("<f8", b"\0" * 8)), ("evil/", corpus.npy("|O", corpus.EVIL4))])
+    scan = scan_bytes(data, "arrays.npz")
+    assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}
+
+
 def test_a_clean_zip_and_npz_are_safe():
     scan = scan_bytes(corpus.zip_bytes([("a.npy", corpus.npy("<f8", b"\x00" * 8))]), "arrays.npz")
     assert scan.format == "zip" and scan.safe_by_construction

@@ -458,8 +458,8 @@ def _scan_zip(acc: _Acc, region: FileRegion, location: str, depth: int) -> str |
                 acc.note(acc.incomplete, location, "TorchScript code (code/): torch.jit.load and torch.load run it; ocimodel does not inspect TorchScript")
         for member in layout.members:
             info = member.info
-            if info.is_dir() or not member.readable:
-                continue
+            if (info.is_dir() and not info.file_size and not info.compress_size) or not member.readable:
+                continue  # (a "directory" holding data is read like any member by numpy.load of an npz)
             inner = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
             if (torch and inner.startswith(_TORCH_STORAGE) and "/" not in inner[len(_TORCH_STORAGE):]
                     and not pickle_named(inner, top_level=False) and info.compress_type == zipfile.ZIP_STORED
