@@ -37,6 +37,19 @@ def _env(option: str) -> str:
     return "OCIMODEL_" + option.upper().replace("-", "_")
 
 
+def _refuse_blank_variables(*options: str) -> None:
+    """UsageError when a safety option's variable is set to "" (or blanks): click reads that
+    as unset, i.e. the check off, which is what a ConfigMap that lost its value would do."""
+    import os
+
+    from .errors import UsageError
+
+    for name in map(_env, options):
+        value = os.environ.get(name)
+        if value is not None and not value.strip():
+            raise UsageError(f"{name} is set but empty: it would turn its check off; unset it or give it a value")
+
+
 PlainHttp = Annotated[bool, typer.Option("--plain-http", envvar=_env("plain-http"), help="Use http:// instead of https://.")]
 Insecure = Annotated[bool, typer.Option("--insecure", envvar=_env("insecure"), help="Do not verify the registry's TLS certificate.")]
 CaFile = Annotated[Optional[Path], typer.Option("--ca-file", envvar=_env("ca-file"), help="CA bundle to verify the registry's TLS certificate.")]
@@ -334,6 +347,7 @@ def push(
     from .config import CodeInfo, parse_key_values
     from .gitinfo import detect_code
 
+    _refuse_blank_variables("deny-unsafe")
     code: CodeInfo | bool | None = False if no_git else None
     if not no_git and (git_remote or git_commit):
         detected = detect_code(path.resolve()) or CodeInfo()
@@ -449,6 +463,7 @@ def pull(
     """
     from .errors import OcimodelError, UsageError
 
+    _refuse_blank_variables("deny-unsafe", "allow-license")
     if log_format not in ("text", "json"):
         raise UsageError(f"unknown --log-format {log_format!r}: use text or json")
     log = StepLogger(log_format)
