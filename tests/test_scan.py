@@ -486,6 +486,18 @@ def test_legacy_torch_tar_storage_records_after_raw_bytes_are_not_passed_as_safe
     assert scan.verdict != "safe" and any("storages" == i.location for i in scan.incomplete), scan.incomplete
     empty = corpus.tar_bytes([("pickle", corpus.dumps({"a": 1}, 2)), ("storages", corpus.dumps(0, 2))])
     assert scan_bytes(empty, "old.pt").verdict == "safe"
+    # tarfile.extract('storages') of a hard link writes the linked member's data: same records.
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, content in (("x", storages), ("pickle", corpus.dumps({"a": 1}, 2))):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        link = tarfile.TarInfo("storages")
+        link.type, link.linkname = tarfile.LNKTYPE, "x"
+        tar.addfile(link)
+    scan = scan_bytes(out.getvalue(), "old.pt")
+    assert scan.verdict != "safe" and any(i.location == "storages" for i in scan.incomplete), scan.incomplete
 
 
 # -- archives ------------------------------------------------------------------------------------

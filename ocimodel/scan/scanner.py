@@ -530,6 +530,10 @@ def _scan_tar(acc: _Acc, region: FileRegion, location: str, depth: int) -> str:
         if member.issparse():  # type: ignore[attr-defined]
             acc.note(acc.incomplete, where, "sparse tar member: not inspected")
             continue
+        if member.name in _TORCH_TAR_RECORDS and not member.isfile():
+            acc.note(acc.incomplete, where, "torch < 0.4 tar records stored as a link (tarfile.extract writes the "
+                     "linked member's data): not inspected")
+            continue
         if not member.isfile():
             continue  # links and devices: nothing to load
         try:
