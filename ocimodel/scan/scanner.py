@@ -530,7 +530,7 @@ def _scan_tar(acc: _Acc, region: FileRegion, location: str, depth: int) -> str:
         if member.issparse():  # type: ignore[attr-defined]
             acc.note(acc.incomplete, where, "sparse tar member: not inspected")
             continue
-        if member.name in _TORCH_TAR_RECORDS and not member.isfile():
+        if PurePosixPath(member.name).name in _TORCH_TAR_RECORDS and not member.isfile():
             acc.note(acc.incomplete, where, "torch < 0.4 tar records stored as a link (tarfile.extract writes the "
                      "linked member's data): not inspected")
             continue
@@ -539,7 +539,7 @@ def _scan_tar(acc: _Acc, region: FileRegion, location: str, depth: int) -> str:
         try:
             part = region.part(member.offset_data, member.size)
             _scan(acc, part, member.name, where, depth + 1)
-            if member.name in _TORCH_TAR_RECORDS:
+            if PurePosixPath(member.name).name in _TORCH_TAR_RECORDS:
                 _check_torch_tar_records(acc, part, where)
         except ScanLimitError as exc:
             acc.note(acc.incomplete, where, str(exc))
