@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
@@ -277,13 +278,17 @@ def parse_key_values(pairs: list[str] | tuple[str, ...], what: str, *, typed: bo
     return out
 
 
+# A JSON number and nothing else: anything else stays a string without being parsed (a
+# value of 5,000 '[' would otherwise make json recurse until it raises RecursionError).
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 def _scalar(text: str) -> Scalar:
     if text in ("true", "false"):
         return text == "true"
-    try:
-        value = json.loads(text)
-    except ValueError:
+    if not _JSON_NUMBER.fullmatch(text):
         return text
+    value = json.loads(text)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return text
     if isinstance(value, float) and not math.isfinite(value):

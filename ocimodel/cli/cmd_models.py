@@ -22,6 +22,7 @@ from .options import (
     connection_options,
     env,
     policy_options,
+    refuse_blank_variables,
 )
 from .progress import progress
 from .render import (
@@ -76,6 +77,7 @@ def push(
     from ..api import code_with
     from ..config import CodeInfo, parse_key_values
 
+    refuse_blank_variables("deny-unsafe")
     code: CodeInfo | bool | None = False if no_git else None
     if not no_git and (git_remote or git_commit):
         code = code_with(path, remote=git_remote, commit=git_commit)
@@ -148,6 +150,7 @@ def pull(
     """
     from ..errors import OcimodelError, UsageError
 
+    refuse_blank_variables("deny-unsafe", "allow-license")
     if log_format not in ("text", "json"):
         raise UsageError(f"unknown --log-format {log_format!r}: use text or json")
     log = StepLogger(log_format)

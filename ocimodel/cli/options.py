@@ -40,6 +40,19 @@ def env(option: str) -> str:
     return "OCIMODEL_" + option.upper().replace("-", "_")
 
 
+def refuse_blank_variables(*options: str) -> None:
+    """UsageError when a safety option's variable is set to "" (or blanks): click reads that
+    as unset, i.e. the check off, which is what a ConfigMap that lost its value would do."""
+    import os
+
+    from ..errors import UsageError
+
+    for name in map(env, options):
+        value = os.environ.get(name)
+        if value is not None and not value.strip():
+            raise UsageError(f"{name} is set but empty: it would turn its check off; unset it or give it a value")
+
+
 PlainHttp = Annotated[bool, typer.Option("--plain-http", envvar=env("plain-http"), help="Use http:// instead of https://.")]
 Insecure = Annotated[bool, typer.Option("--insecure", envvar=env("insecure"), help="Do not verify the registry's TLS certificate.")]
 CaFile = Annotated[Optional[Path], typer.Option("--ca-file", envvar=env("ca-file"), help="CA bundle to verify the registry's TLS certificate.")]

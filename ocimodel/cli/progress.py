@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from typing import Any, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def progress(quiet: bool) -> ContextManager[RichObserver | None]:
@@ -21,7 +24,7 @@ def progress(quiet: bool) -> ContextManager[RichObserver | None]:
 class RichObserver:
     """A :class:`~ocimodel.transfer.observer.TransferObserver` drawing one rich bar per file."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Console) -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,

@@ -7,14 +7,14 @@ output and ``--log-format json`` lines are for machines, with sorted keys.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..api import InspectResult, LineageNode, SignatureInfo
+    from ..api import InspectResult, LineageNode, PromotionResult, SignatureInfo
 
 
 def stdout() -> Console:
@@ -59,7 +59,7 @@ def signature_mark(verified: bool | None, signed_by: str | None, problem: str | 
     return f"NOT verified: {problem}" if problem else "NOT verified"
 
 
-def print_promotion(result: Any) -> None:
+def print_promotion(result: PromotionResult) -> None:
     """A promotion or rollback: what moved (stderr) and the digest (stdout)."""
     if not result.changed:
         typer.echo(f"{result.stage} already holds {result.digest}; nothing recorded", err=True)
@@ -86,7 +86,7 @@ class StepLogger:
     def __init__(self, fmt: str) -> None:
         self.json = fmt == "json"
 
-    def __call__(self, step: str, fields: Any) -> None:
+    def __call__(self, step: str, fields: Mapping[str, Any]) -> None:
         shown = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in fields.items()}
         message = self.MESSAGES.get(step, step).format(**shown)
         self._emit("info", step, message, dict(fields))

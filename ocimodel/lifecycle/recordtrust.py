@@ -69,7 +69,7 @@ def claimed_subjects(bundle: bytes) -> tuple[str, ...] | None:
         doc = json.loads(bundle)
         payload = base64.b64decode(doc["dsseEnvelope"]["payload"], validate=True)
         return parse_statement(payload).subject_sha256
-    except (ValueError, KeyError, TypeError, binascii.Error, VerificationError):
+    except (ValueError, KeyError, TypeError, binascii.Error, VerificationError, RecursionError):
         return None
 
 

@@ -250,7 +250,7 @@ class Authenticator:
             reply = json.loads(response.body)
             token = reply.get("token") or reply.get("access_token")
             lifetime = float(reply.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             raise RegistryError(f"token server for {registry} sent a malformed answer") from None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"token server for {registry} sent no token")

@@ -399,7 +399,9 @@ class RegistryClient:
                 url = next_link(response)
             try:
                 page = json.loads(body).get("tags") or []
-            except (ValueError, AttributeError):
+                if not isinstance(page, list):
+                    raise ValueError("tags is not a list")
+            except (ValueError, AttributeError, RecursionError):
                 raise SchemaError(f"registry {op.host} sent a malformed tag list for {ref.repository}") from None
             tags.update(tag for tag in page if isinstance(tag, str))
         raise RegistryError(f"registry {op.host} kept paging tags of {ref.repository} past {_MAX_PAGES} pages")

@@ -83,7 +83,7 @@ def _error_detail(body: bytes) -> tuple[str | None, str]:
         errors = json.loads(body).get("errors")
         first = errors[0]
         code, message = str(first.get("code", "")), str(first.get("message", ""))
-    except (ValueError, AttributeError, TypeError, IndexError, KeyError):
+    except (ValueError, AttributeError, TypeError, IndexError, KeyError, RecursionError):
         text = body.decode("utf-8", "replace").strip().splitlines()
         return None, (text[0][:200] if text else "")
     return code or None, ": ".join(part for part in (code, message) if part)

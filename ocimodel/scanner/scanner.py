@@ -183,12 +183,18 @@ def _scan_format(acc: _Acc, region: FileRegion, name: str, location: str, depth:
     ``recognised`` is True for formats checked by their structure (not plain text)."""
     head = region.pread(0, HEAD_BYTES)
     suffix = PurePosixPath(name).suffix.lower()
+    container = None
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or has_zip_end(region):
         fmt = _scan_zip(acc, region, location, depth)
-        if fmt is not None:
+        if fmt is not None and head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
             return fmt, True
+        # zipfile finds a zip by its end, but numpy, joblib and torch go by the first bytes:
+        # whatever comes before the zip is scanned as what it is too.
+        container = fmt
     if is_tar(head):
-        return _scan_tar(acc, region, location, depth), True
+        # A tar header is mostly free-form bytes: the same file may also be a gzip stream
+        # (joblib) or an .npy (numpy), so the formats below are checked too.
+        container = _scan_tar(acc, region, location, depth)
     kind = compression(head)
     if kind in ("lz4", "zstd"):
         acc.pickle = True
@@ -208,6 +214,8 @@ def _scan_format(acc: _Acc, region: FileRegion, name: str, location: str, depth:
         return "hdf5", True
     if suffix == ".onnx" and looks_like_protobuf(head):
         return "onnx", True
+    if container is not None:
+        return container, True
     if head and is_text(head):
         return ("json", True) if suffix == ".json" and head.lstrip()[:1] in (b"{", b"[") else ("text", False)
     return ("unknown" if head else "empty"), False
@@ -253,6 +261,28 @@ def _zfile_start(region: FileRegion) -> int:
     return i if 2 < i <= 2 + 19 else 2 + 19
 
 
+def _not_an_lzma_header(head: bytes) -> bool:
+    """True when ``head`` (the first 13 bytes of what follows a stream) cannot start an xz or
+    LZMA-alone stream: lzma.LZMAFile then treats it as trailing garbage and stops."""
+    try:
+        lzma.LZMADecompressor().decompress(head)
+    except lzma.LZMAError:
+        return True
+    return False
+
+
+def _after_zeros(region: FileRegion, pos: int, budget: Budget) -> int:
+    """The position of the first non-zero byte at or after ``pos`` (or the end)."""
+    while pos < region.size:
+        budget.check_time()
+        chunk = region.pread(pos, _CHUNK)
+        rest = chunk.lstrip(b"\0")
+        if rest or not chunk:
+            return pos + len(chunk) - len(rest)
+        pos += len(chunk)
+    return pos
+
+
 def _scan_compressed(acc: _Acc, region: FileRegion, kind: str, name: str, location: str, depth: int) -> str | None:
     """Decompress into a spool file (under the 'decompressed' limit) and scan the content as
     the loader would see it. ``None`` when it is not that format after all."""
@@ -285,7 +315,14 @@ def _scan_compressed(acc: _Acc, region: FileRegion, kind: str, name: str, locati
             out.write(data)
             if d.eof:
                 pos -= len(d.unused_data)
-                if compression(region.pread(pos, 16)) not in (kind, "zlib" if kind == "joblib-zfile" else kind):
+                if kind == "gzip":
+                    pos = _after_zeros(region, pos, acc.budget)  # gzip skips zero padding between members
+                if kind in ("xz", "lzma"):
+                    # lzma.LZMAFile (joblib) decodes what follows as another xz or LZMA-alone
+                    # stream, any properties byte; it stops only where no stream header starts.
+                    if pos >= region.size or _not_an_lzma_header(region.pread(pos, 13)):
+                        return
+                elif compression(region.pread(pos, 16)) not in (kind, "zlib" if kind == "joblib-zfile" else kind):
                     return  # what follows is not another stream: loaders stop here too
                 d = _decompressor(kind)
         if not d.eof:
@@ -340,11 +377,14 @@ def _scan_zip(acc: _Acc, region: FileRegion, location: str, depth: int) -> str |
                 acc.note(acc.incomplete, location, "TorchScript code (code/): torch.jit.load and torch.load run it; ocimodel does not inspect TorchScript")
         for member in layout.members:
             info = member.info
-            if info.is_dir() or not member.readable:
-                continue
+            if (info.is_dir() and not info.file_size and not info.compress_size) or not member.readable:
+                continue  # (a "directory" holding data is read like any member by numpy.load of an npz)
             inner = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
-            if torch and inner.startswith(_TORCH_STORAGE) and "/" not in inner[len(_TORCH_STORAGE):] and not inner.endswith(".pkl"):
-                continue  # raw tensor storage: torch reads it as bytes, never unpickles it
+            if (torch and inner.startswith(_TORCH_STORAGE) and "/" not in inner[len(_TORCH_STORAGE):]
+                    and not pickle_named(inner, top_level=False) and info.compress_type == zipfile.ZIP_STORED
+                    and region.pread(member.data_start, 6) != b"\x93NUMPY"):
+                continue  # raw tensor storage: torch reads it as bytes, never unpickles it (numpy.load
+                # of the same zip would read an npy-looking member as an array, whatever its name)
             where = _member_location(location, info.filename)
             try:
                 _scan_member(acc, region, archive, member, where, depth)
@@ -409,13 +449,33 @@ def _scan_tar(acc: _Acc, region: FileRegion, location: str, depth: int) -> str:
         if member.issparse():  # type: ignore[attr-defined]
             acc.note(acc.incomplete, where, "sparse tar member: not inspected")
             continue
+        if PurePosixPath(member.name).name in _TORCH_TAR_RECORDS and not member.isfile():
+            acc.note(acc.incomplete, where, "torch < 0.4 tar records stored as a link (tarfile.extract writes the "
+                     "linked member's data): not inspected")
+            continue
         if not member.isfile():
             continue  # links and devices: nothing to load
         try:
-            _scan(acc, region.part(member.offset_data, member.size), member.name, where, depth + 1)
+            part = region.part(member.offset_data, member.size)
+            _scan(acc, part, member.name, where, depth + 1)
+            if PurePosixPath(member.name).name in _TORCH_TAR_RECORDS:
+                _check_torch_tar_records(acc, part, where)
         except ScanLimitError as exc:
             acc.note(acc.incomplete, where, str(exc))
     return fmt
+
+
+_TORCH_TAR_RECORDS = ("storages", "tensors")  # torch < 0.4 reads them before 'pickle', whatever else the tar holds
+
+
+def _check_torch_tar_records(acc: _Acc, part: FileRegion, where: str) -> None:
+    """torch < 0.4 reads these members as a count pickle, then per record a pickle followed by
+    raw bytes it sizes from what that pickle built: the pickles after raw bytes cannot be
+    found without executing it, so anything after the count is not fully inspected."""
+    walk = walk_pickles(part, 0, allow=acc.options.allow, budget=acc.budget, first_only=True)
+    if walk.error is None and walk.end < part.size:
+        acc.note(acc.incomplete, where, "torch < 0.4 tar records: pickles interleaved with raw storage bytes "
+                 "are not parsed (re-save the checkpoint with a current torch)")
 
 
 def scan_region(region: FileRegion, name: str, options: ScanOptions) -> FileScan:

@@ -41,8 +41,10 @@ def _leaf_der(material: dict[str, Any]) -> bytes | None:
     if isinstance(cert, dict):
         raw = cert.get("rawBytes")
     else:  # v0.1 / v0.2 bundles carry a chain
-        chain = material.get("x509CertificateChain", {}).get("certificates") or [{}]
-        raw = chain[0].get("rawBytes") if isinstance(chain[0], dict) else None
+        holder = material.get("x509CertificateChain")
+        chain = holder.get("certificates") if isinstance(holder, dict) else None
+        first = chain[0] if isinstance(chain, list) and chain else None
+        raw = first.get("rawBytes") if isinstance(first, dict) else None
     if not isinstance(raw, str):
         return None
     try:
@@ -67,7 +69,7 @@ def describe_bundle(bundle_json: bytes | str) -> ClaimedSigner:
     try:
         doc = json.loads(bundle_json)
         material = doc["verificationMaterial"]
-    except (ValueError, UnicodeDecodeError, TypeError, KeyError):
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError, RecursionError):  # RecursionError: deep nesting
         return ClaimedSigner("unknown", None)
     if not isinstance(material, dict):
         return ClaimedSigner("unknown", None)

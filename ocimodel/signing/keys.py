@@ -143,8 +143,9 @@ def sign_statement_with_key(statement: bytes, key_path: Path, password: bytes) -
 
 def _envelope_parts(bundle: Mapping[str, Any]) -> tuple[str, bytes, bytes]:
     """``(payload_type, payload, signature)`` of a key-mode bundle, or VerificationError."""
-    if bundle.get("mediaType") not in BUNDLE_V03_MEDIA_TYPES:
-        raise VerificationError(f"bad bundle: unsupported media type {bundle.get('mediaType')!r}")
+    media_type = bundle.get("mediaType")
+    if not isinstance(media_type, str) or media_type not in BUNDLE_V03_MEDIA_TYPES:
+        raise VerificationError(f"bad bundle: unsupported media type {str(media_type)[:80]!r}")
     envelope = bundle.get("dsseEnvelope")
     if not isinstance(envelope, dict):
         raise VerificationError("bad bundle: a key-signed bundle must hold a DSSE envelope")
@@ -171,7 +172,11 @@ def verify_key_bundle(
     payload_type, payload, signature = _envelope_parts(bundle)
     signed = pae(payload_type, payload)
     keys = [load_public_key(path) for path in public_keys]
-    hint = bundle.get("verificationMaterial", {}).get("publicKey", {}).get("hint")
+    material = bundle.get("verificationMaterial")
+    public_key = material.get("publicKey") if isinstance(material, dict) else None
+    if not isinstance(public_key, dict):
+        raise VerificationError("bad bundle: verificationMaterial.publicKey must be an object")
+    hint = public_key.get("hint")
     keys.sort(key=lambda k: fingerprint(k) != hint)
     for key in keys:
         try:

@@ -76,6 +76,8 @@ def parse_statement(payload: bytes) -> Statement:
         doc = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise VerificationError(f"bad statement: not JSON ({exc})") from None
+    except RecursionError:
+        raise VerificationError("bad statement: JSON nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
         raise VerificationError("bad statement: not an in-toto v1 statement")
     subjects = doc.get("subject")

@@ -58,6 +58,8 @@ def _load_json(bundle_json: bytes | str) -> dict[str, Any]:
         doc = json.loads(bundle_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise VerificationError(f"bad bundle: not JSON ({exc})") from None
+    except RecursionError:
+        raise VerificationError("bad bundle: JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise VerificationError("bad bundle: not a JSON object")
     return doc

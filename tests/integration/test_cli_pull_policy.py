@@ -102,3 +102,18 @@ def test_pull_deny_unsafe_lets_a_safe_model_through(registry, repo, tmp_path, cl
     out = run("pull", ref, str(tmp_path / "out"), "--deny-unsafe", "--allow-license", "MIT", env=cli_env)
     assert out.returncode == 0, out.stderr
     assert {n for n in os.listdir(tmp_path / "out") if not n.startswith(".ocimodel")} == {"config.json", "w.safetensors"}
+
+
+@pytest.mark.parametrize("variable", ["OCIMODEL_DENY_UNSAFE", "OCIMODEL_ALLOW_LICENSE"])
+def test_an_empty_safety_variable_is_a_usage_error_not_switched_off(registry, repo, tmp_path, cli_env, variable):
+    # click reads an empty variable as unset: a ConfigMap that lost its value must not pull
+    # an unscanned (or unlicensed) model into the pod.
+    model = tmp_path / "evil.pkl"
+    model.write_bytes(evil_pickle())
+    ref = f"{registry.host}/{repo}:1"
+    push(model, ref, cli_env, "--no-scan")
+    dest = tmp_path / "out"
+    out = run("pull", ref, str(dest), env={**cli_env, variable: " "})
+    assert out.returncode == 2, out.stderr
+    assert f"{variable} is set but empty" in out.stderr and "Traceback" not in out.stderr
+    assert not dest.exists()

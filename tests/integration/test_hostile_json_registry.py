@@ -65,3 +65,27 @@ def test_registry_serving_deeply_nested_manifest_or_config(client, registry, rep
         _one_error_line(_cli("pull", str(reference), str(dest), docker_config=docker_config), 6, "nested deeper than")
         assert not dest.exists()
         _one_error_line(_cli("inspect", str(reference), docker_config=docker_config), 6, "nested deeper than")
+
+
+def test_registry_serving_a_deeply_nested_or_mistyped_signature_bundle(client, registry, repo, tmp_path, docker_config):
+    """A bundle is JSON anyone who can push may attach: inspect reads it unverified, verify and
+    history parse it before any signature check. Nesting and wrong types are a bad bundle."""
+    from ocimodel.registry.target import RegistryTarget
+    from ocimodel.signing import keys
+    from ocimodel.signing.bundles import attach_bundle
+
+    ref = Reference.parse(f"{registry.host}/{repo}:deep-bundle")
+    blob = client.push_blob_bytes(ref, LAYER_MEDIA_TYPE, b"hi")
+    layer = Descriptor(media_type=LAYER_MEDIA_TYPE, digest=blob.digest, size=2, annotations={ANNOTATION_TITLE: "a.bin"})
+    config = client.push_blob_bytes(ref, CONFIG_MEDIA_TYPE, CONFIG.to_bytes())
+    manifest = Manifest.build(config, [layer], artifact_type=ARTIFACT_TYPE)
+    client.put_manifest(ref, manifest.raw, manifest.media_type)
+    subject = Descriptor(media_type=manifest.media_type, digest=manifest.digest, size=len(manifest.raw))
+    for bundle in (_nested(100_000, "list"), '{"verificationMaterial": {"x509CertificateChain": []}}',
+                   '{"verificationMaterial": {"x509CertificateChain": {"certificates": {"a": 1}}}}'):
+        attach_bundle(RegistryTarget(client, ref), subject, bundle.encode(), settle=0)
+    _, public = keys.generate_keypair(tmp_path / "k", b"pw-for-test")
+
+    shown = _cli("inspect", str(ref), docker_config=docker_config)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    _one_error_line(_cli("verify", str(ref), "--key", str(public), docker_config=docker_config), 5, "bad bundle")

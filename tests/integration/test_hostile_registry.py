@@ -33,6 +33,7 @@ from ocimodel.descriptor import (
 )
 from ocimodel.errors import (
     DigestMismatchError,
+    OcimodelError,
     SchemaError,
     SizeMismatchError,
     UnsafeContentError,
@@ -285,3 +286,31 @@ def test_symlinked_parent_deep_in_destination_refused(fake, client, tmp_path):
     assert everything(outside) == [] and everything(dest) == ["a", "a/b"]
 
 
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 5000 + b"]" * 5000, b'{"errors": ' + b"[" * 5000 + b"]" * 5000 + b"}", b'{"errors": [{"code": []}]}'],
+)
+def test_error_body_nested_deeply_is_still_an_error_of_ours(fake, client, tmp_path, body):
+    script, server = fake
+    script.manifests["v1"] = Reply(404, {"Content-Type": "application/json"}, body)
+    _refused(client, _ref(server), tmp_path, OcimodelError, "not found")  # ours, one line, nothing written
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"tags": 5}', b'{"tags": true}', b"[" * 5000 + b"]" * 5000, b'{"tags": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
+)
+def test_tag_list_of_the_wrong_shape_is_refused_not_a_crash(server, client, body):
+    server.handler = lambda request: Reply(200, {"Content-Type": "application/json"}, body)
+    with pytest.raises(SchemaError, match="malformed tag list"):
+        client.list_tags(_ref(server))
+
+
+def test_token_answer_nested_deeply_is_refused_not_a_crash(server, client, tmp_path):
+    def handle(request: RecordedRequest) -> Reply:
+        if request.path.startswith("/token"):
+            return Reply(200, {"Content-Type": "application/json"}, b'{"token": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+        return Reply(401, {"WWW-Authenticate": f'Bearer realm="{server.url}/token",service="x"'}, b"")
+
+    server.handler = handle
+    _refused(client, _ref(server), tmp_path, OcimodelError, "malformed answer")

@@ -90,6 +90,10 @@ def test_key_values_typed():
         "acc": 0.93, "n": 3, "ok": True, "s": "adam", "e": "x=y"}
     with pytest.raises(UsageError, match="expected KEY=VALUE"):
         parse_key_values(["novalue"], "label", typed=False)
+    # Only numbers are parsed: anything else is kept as text, however deeply it nests.
+    deep = "[" * 100_000
+    assert parse_key_values([f"x={deep}", "y=[1]", "z=1e400", "w=-0.5e-3"], "metric", typed=True) == {
+        "x": deep, "y": "[1]", "z": "1e400", "w": -0.5e-3}
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ import pickletools
 import struct
 import subprocess
 import sys
+import tarfile
 import types
 import zipfile
 import zlib
@@ -351,6 +352,19 @@ def test_polyglots_are_dangerous():
     assert scan.format == "pickle" and scan.verdict == "dangerous"
 
 
+def test_a_zip_appended_to_another_format_does_not_hide_that_format():
+    # zipfile finds a zip by its end; numpy.load, joblib.load and torch.load go by the first
+    # bytes: an object .npy, a gzip'd pickle or a legacy tar with a small zip after it is
+    # still read as what it starts with (and the zip is scanned too).
+    tail = corpus.zip_bytes([("readme.txt", b"hello")])
+    for name, data in [("model.npy", corpus.npy("|O", corpus.EVIL4)), ("model.joblib", gzip.compress(corpus.EVIL4)),
+                       ("old.pt", corpus.tar_bytes([("pickle", corpus.EVIL4)]))]:
+        scan = scan_bytes(data + tail, name)
+        assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}, name
+    hidden = corpus.zip_bytes([("x.pkl", corpus.EVIL4)])
+    assert scan_bytes(safetensors_bytes() + hidden, "model.safetensors").verdict == "dangerous"
+
+
 def safetensors_bytes() -> bytes:
     header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
     return struct.pack("<Q", len(header)) + header + b"\x00" * 8
@@ -449,12 +463,51 @@ def test_pytorch_zip_with_malicious_data_pkl(fake_torch):
     assert "model.pt:archive/data.pkl: DANGEROUS " + SYSTEM in format_report(ScanReport([scan]))
 
 
+def test_object_npy_under_data_of_a_torch_looking_zip_is_scanned_as_numpy_would_load_it():
+    # numpy.load(allow_pickle=True) of the same zip reads any member starting with the npy magic
+    # as an array, whatever its name: a decoy data.pkl must not make it a "raw storage".
+    evil_npy = corpus.npy("|O", corpus.EVIL4)
+    for member in ("x/data/evil.npy", "x/data/0"):
+        data = corpus.zip_bytes([("x/data.pkl", pickle.dumps({"a": 1})), (member, evil_npy)])
+        scan = scan_bytes(data, "arrays.npz")
+        assert [(g.call, g.location) for g in scan.dangerous] == [("os.system", member)], member
+    # Nor may it hide a pickle-named member that whoever extracts the zip would load.
+    for member in ("x/data/evil.joblib", "x/data/model.pkl.gz"):
+        data = corpus.zip_bytes([("x/data.pkl", pickle.dumps({"a": 1})), (member, corpus.EVIL4)])
+        assert scan_bytes(data, "bundle.zip").verdict == "dangerous", member
+
+
 def test_legacy_torch_tar_even_without_ustar_magic():
     by_name = {s.name: s for s in corpus.malicious()}
     data = by_name["legacy_torch_tar_v7.pt"].data
     assert data[257:262] != b"ustar"
     scan = scan_bytes(data, "older.pt")
     assert scan.format == "pytorch-legacy-tar" and [(g.call, g.location) for g in scan.dangerous] == [("os.system", "pickle")]
+
+
+def test_legacy_torch_tar_storage_records_after_raw_bytes_are_not_passed_as_safe():
+    # torch < 0.4 reads 'storages' as: pickle(count), then per storage pickle(args) + raw bytes.
+    # A pickle after the first raw bytes runs too: the scanner cannot find it, so it must say so.
+    storages = (corpus.dumps(2, 2) + corpus.dumps(("0", "cpu"), 2) + struct.pack("<q", 4) + b"\xff" * 16
+                + corpus.EVIL4 + struct.pack("<q", 0))
+    data = corpus.tar_bytes([("sys_info", corpus.dumps({}, 2)), ("pickle", corpus.dumps({"a": 1}, 2)),
+                             ("storages", storages), ("tensors", corpus.dumps(0, 2))])
+    scan = scan_bytes(data, "old.pt")
+    assert scan.verdict != "safe" and any("storages" == i.location for i in scan.incomplete), scan.incomplete
+    empty = corpus.tar_bytes([("pickle", corpus.dumps({"a": 1}, 2)), ("storages", corpus.dumps(0, 2))])
+    assert scan_bytes(empty, "old.pt").verdict == "safe"
+    # tarfile.extract('storages') of a hard link writes the linked member's data: same records.
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, content in (("x", storages), ("pickle", corpus.dumps({"a": 1}, 2))):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        link = tarfile.TarInfo("storages")
+        link.type, link.linkname = tarfile.LNKTYPE, "x"
+        tar.addfile(link)
+    scan = scan_bytes(out.getvalue(), "old.pt")
+    assert scan.verdict != "safe" and any(i.location == "storages" for i in scan.incomplete), scan.incomplete
 
 
 # -- archives ------------------------------------------------------------------------------------
@@ -490,6 +543,13 @@ def test_what_cannot_be_read_is_not_fully_inspected(name, fragment):
     assert fragment in (scan.error or "")
 
 
+def test_a_zip_directory_entry_holding_data_is_scanned():
+    # numpy.load of an npz reads any member it is asked for, a name ending in '/' too.
+    data = corpus.zip_bytes([("a.npy", corpus.npy("<f8", b"\0" * 8)), ("evil/", corpus.npy("|O", corpus.EVIL4))])
+    scan = scan_bytes(data, "arrays.npz")
+    assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}
+
+
 def test_a_clean_zip_and_npz_are_safe():
     scan = scan_bytes(corpus.zip_bytes([("a.npy", corpus.npy("<f8", b"\x00" * 8))]), "arrays.npz")
     assert scan.format == "zip" and scan.safe_by_construction
@@ -511,6 +571,32 @@ def test_compressed_wrappers_are_inspected(kind, compress):
 def test_every_gzip_member_is_read_like_gzip_does():
     data = gzip.compress(b"(", mtime=0) + gzip.compress(corpus.SYSTEM + b"t.", mtime=0)
     assert calls(scan_bytes(data, "two.pkl.gz")) == {"os.system"}
+
+
+def test_gzip_members_after_zero_padding_are_read_like_gzip_does():
+    # gzip (and so joblib) skips zero bytes between members: a pickle split across two
+    # members with padding between them is one stream to the loader.
+    third = len(corpus.EVIL4) // 3
+    data = gzip.compress(corpus.EVIL4[:third]) + b"\0" * 8 + gzip.compress(corpus.EVIL4[third:])
+    assert gzip.decompress(data) == corpus.EVIL4
+    for name in ("model.gz", "model.joblib"):
+        scan = scan_bytes(data, name)
+        assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}, name
+
+
+def test_lzma_streams_are_chained_like_lzma_file_does():
+    # joblib reads .xz and .lzma files with lzma.LZMAFile (FORMAT_AUTO): after a stream it
+    # decodes whatever follows as another xz or LZMA-alone stream, with any properties byte.
+    half = len(corpus.EVIL4) // 2
+    lzma_alone = lambda d, lc=3: lzma.compress(d, format=lzma.FORMAT_ALONE,  # noqa: E731
+                                               filters=[{"id": lzma.FILTER_LZMA1, "lc": lc, "lp": 0, "pb": 2}])
+    for first, second in ((lzma_alone, lambda d: lzma_alone(d, lc=4)), (lzma.compress, lzma_alone), (lzma_alone, lzma.compress)):
+        data = first(corpus.EVIL4[:half]) + second(corpus.EVIL4[half:])
+        assert lzma.LZMAFile(io.BytesIO(data)).read() == corpus.EVIL4
+        scan = scan_bytes(data, "model.lzma")
+        assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}
+    trailing = lzma_alone(pickle.dumps({"a": 1})) + b"not a stream"  # ignored by LZMAFile: not a finding
+    assert scan_bytes(trailing, "model.lzma").verdict == "safe"
 
 
 def test_broken_compressed_stream_is_not_fully_inspected():
@@ -760,3 +846,25 @@ def test_docs_publish_the_allow_list_and_the_limits():
         assert f"`{name}`" in text, name
     for limit in dataclasses.fields(ScanLimits):
         assert f"| `{limit.name}` |" in text, limit.name
+
+
+def _gzip_that_is_a_tar(payload: bytes) -> bytes:
+    """A gzip stream whose FEXTRA field makes its first 512 bytes a valid tar header."""
+    block = bytearray(b"\x1f\x8b\x08\x04\0\0\0\0\0\xff" + struct.pack("<H", 500) + b"AB" + struct.pack("<H", 496))
+    block += b"\0" * (512 - len(block))
+    for at, field in ((100, b"0000644\0"), (108, b"0000000\0"), (116, b"0000000\0"), (124, b"00000000000\0"),
+                      (136, b"00000000000\0"), (156, b"0"), (257, b"ustar\x0000"), (148, b" " * 8)):
+        block[at : at + len(field)] = field
+    block[148:155] = b"%06o\0" % sum(block)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(payload) + deflate.flush()
+    return bytes(block) + body + struct.pack("<II", zlib.crc32(payload), len(payload))
+
+
+def test_a_tar_header_does_not_hide_what_else_the_file_is():
+    # tarfile accepts any first block with a valid checksum; the same bytes can be a gzip
+    # stream (its FEXTRA field is free-form) that joblib.load decompresses and unpickles.
+    data = _gzip_that_is_a_tar(corpus.EVIL4)
+    assert gzip.decompress(data) == corpus.EVIL4 and tarfile.open(fileobj=io.BytesIO(data), mode="r:").getmembers()
+    scan = scan_bytes(data, "model.joblib")
+    assert scan.verdict == "dangerous" and calls(scan) == {"os.system"}

@@ -120,3 +120,21 @@ def test_cosign_statement_without_subject_name(keypair: tuple[Path, Path], tmp_p
     bundle = tmp_path / "weights.bin.sigstore.json"
     bundle.write_text(keys.sign_statement_with_key(statement, keypair[0], PASSWORD))
     assert verify_blob(blob, bundle, VerificationPolicy(keys=(keypair[1],))).kind == "key"
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [(("mediaType",), []), (("mediaType",), {}), (("verificationMaterial", "publicKey"), None),
+     (("verificationMaterial", "publicKey"), "hint"), (("verificationMaterial", "publicKey"), [])],
+)
+def test_bundle_fields_of_the_wrong_type_are_a_bad_bundle_not_a_crash(
+    keypair: tuple[Path, Path], path: tuple[str, ...], value: object
+) -> None:
+    # A registry writer can attach any JSON as a bundle: wrong types are refused, never a traceback.
+    doc = json.loads(sign(keypair[0]))
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(VerificationError, match="bad bundle"):
+        verify_bundle(json.dumps(doc), DIGEST, VerificationPolicy(keys=(keypair[1],)))
