@@ -1,6 +1,6 @@
 """ocimodel: machine learning models as signed, versioned artifacts in any OCI registry.
 
-The Python verbs mirror the CLI: :func:`push`, :func:`pull`, :func:`inspect`, :func:`tags`,
+The Python verbs mirror the CLI: :func:`push`, :func:`pull`, :func:`copy`, :func:`inspect`, :func:`tags`,
 :func:`scan`, :func:`sign`, :func:`verify`, :func:`verify_blob`, :func:`keygen`,
 :func:`promote`, :func:`rollback`, :func:`stages`, :func:`history`, :func:`delete`,
 :func:`lineage`, :func:`login`, :func:`logout`; :class:`Client` keeps a session for many calls
@@ -23,6 +23,7 @@ _LAZY = {
     # the verbs (ocimodel.api: one per CLI command)
     "push": "ocimodel.api",
     "pull": "ocimodel.api",
+    "copy": "ocimodel.api",
     "inspect": "ocimodel.api",
     "tags": "ocimodel.api",
     "scan": "ocimodel.api",
@@ -47,6 +48,7 @@ _LAZY = {
     "InspectResult": "ocimodel.session",
     "PushResult": "ocimodel.transfer.push",
     "PullResult": "ocimodel.transfer.pull",
+    "CopyResult": "ocimodel.transfer.copy",
     "SignResult": "ocimodel.provenance",
     "VerifyResult": "ocimodel.provenance",
     "VerificationPolicy": "ocimodel.signing.policy",
@@ -59,6 +61,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import (
+        copy,
         delete,
         history,
         inspect,
@@ -86,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .signing.policy import VerificationPolicy
     from .session import Client, InspectResult, RecordSigning
     from .signing.verify import verify_bundle
+    from .transfer.copy import CopyResult
     from .transfer.pull import PullResult
     from .transfer.push import PushResult
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 from .ancestry import DEFAULT_DEPTH, LineageNode
 from .config import CodeInfo, Dataset, Scalar
 from .registry.client import RegistryClient
-from .registry.connection import Connection
-from .registry.credentials import CredentialStore
+from .registry.connection import Connection, copy_connections
+from .registry.credentials import CredentialStore, registry_of
 from .registry.mirrors import parse_mirrors
 from .scanner.refusals import refuse_unsafe
 from .scanner.remote import MAX_BLOB_SCAN_BYTES
@@ -35,12 +35,13 @@ if TYPE_CHECKING:
     from .lifecycle.stages import StageInfo
     from .provenance import SignResult, VerifyResult
     from .signing.verify import SignatureInfo
+    from .transfer.copy import CopyResult
 
 # Also what the command line needs from below this facade (it imports nothing else).
 __all__ = [
     "DEFAULT_CONCURRENCY", "Client", "Connection", "InspectResult", "LineageNode", "RecordSigning", "ScanReport",
     "VerificationPolicy", "blank_policy_variables", "code_with", "parse_mirrors", "refuse_unsafe",
-    "push", "pull", "inspect", "tags", "scan", "sign", "verify", "verify_blob", "keygen", "promote", "rollback",
+    "push", "pull", "copy", "inspect", "tags", "scan", "sign", "verify", "verify_blob", "keygen", "promote", "rollback",
     "stages", "history", "delete", "lineage", "login", "logout",
 ]
 
@@ -119,6 +120,49 @@ def pull(
             layout=layout, reverify=reverify, events=events, deny_unsafe=deny_unsafe, allow_licenses=allow_licenses,
             allow_globals=allow_globals, scan_limits=scan_limits,
         )
+
+
+def _registry_of(location: str) -> str | None:
+    """The registry a copy's source or destination is in; None for an OCI layout."""
+    if location.startswith(("oci:", "oci-archive:")):
+        return None
+    return registry_of(location)
+
+
+def copy(
+    src: str,
+    dst: str,
+    *,
+    connection: Connection | None = None,
+    to_connection: Connection | None = None,
+    referrers: bool = True,
+    tags: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    observer: TransferObserver | None = None,
+) -> CopyResult:
+    """Copy the model ``src`` names to ``dst`` with everything attached to it, every digest kept.
+
+    By default the referrers come along, recursively (signatures, promotion records, scan
+    records, a signature on a promotion record...), so ``verify`` on the copy answers as on
+    the source; ``referrers=False`` copies the model alone. ``tags=True`` also carries every
+    tag of the source pointing at the model and, for stages, their promotion history (the
+    ``ocimodel.history.*`` tags and records), so ``history`` answers the same too. ``dst``
+    without a tag takes the source's tag (a source digest: copied by digest, no tag).
+
+    ``connection`` reaches the source, ``to_connection`` the destination (default: the same
+    options, and between two registries no given credentials: stored logins only). Given
+    credentials go to their own side's registry only; see
+    :func:`ocimodel.registry.connection.copy_connections` for the environment's. Blobs the
+    destination has are skipped, within one registry they are mounted, else streamed from
+    source to destination verified, ``concurrency`` at a time; a re-run moves only what is
+    missing.
+    """
+    source, destination = copy_connections(connection or Connection(), to_connection, _registry_of(src), _registry_of(dst))
+    with Client(source, concurrency=concurrency, use_cache=False) as client:
+        if destination is None:
+            return client.copy(src, dst, referrers=referrers, tags=tags, observer=observer)
+        with Client(destination, concurrency=concurrency, use_cache=False) as other:
+            return client.copy(src, dst, destination=other, referrers=referrers, tags=tags, observer=observer)
 
 
 def inspect(ref: str, *, connection: Connection | None = None, allow_any_type: bool = True) -> InspectResult:

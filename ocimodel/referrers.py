@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from .descriptor import DOCKER_MANIFEST_LIST_V2, EMPTY_DESCRIPTOR, INDEX_V1, Descriptor, Index, Manifest
 from .errors import NotFoundError, RegistryError, SchemaError
@@ -65,49 +65,53 @@ def read_fallback_index(target: Target, subject_digest: str) -> Index | None:
         raise RegistryError(f"{exc}: the tag {tag} is not a referrers index; not touching it") from None
 
 
-def _merged(current: Index | None, entry: Descriptor) -> Index | None:
-    """``current`` plus ``entry`` (every entry kept, one per digest); None if nothing to add."""
+def _merged(current: Index | None, entries: Sequence[Descriptor]) -> Index | None:
+    """``current`` plus ``entries`` (every entry kept, one per digest); None if nothing to add."""
     existing = list(current.manifests) if current else []
-    if any(d.digest == entry.digest for d in existing):
+    listed = {d.digest for d in existing}
+    if all(entry.digest in listed for entry in entries):
         return None
     unique: dict[str, Descriptor] = {}
-    for descriptor in [*existing, entry]:
+    for descriptor in [*existing, *entries]:
         unique.setdefault(descriptor.digest, descriptor)
     annotations = current.annotations if current else None
     return Index.build(list(unique.values()), annotations=annotations)
 
 
-def _listed(target: Target, subject_digest: str, digest: str) -> bool:
+def _listed(target: Target, subject_digest: str, digests: Sequence[str]) -> bool:
     index = read_fallback_index(target, subject_digest)
-    return index is not None and any(d.digest == digest for d in index.manifests)
+    listed = {d.digest for d in index.manifests} if index is not None else set()
+    return all(digest in listed for digest in digests)
 
 
 def merge_into_fallback(
     target: Target,
     subject_digest: str,
-    entry: Descriptor,
+    entry: Descriptor | Sequence[Descriptor],
     *,
     attempts: int = DEFAULT_MERGE_ATTEMPTS,
     settle: float = SETTLE_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Add ``entry`` to the fallback index of ``subject_digest``, surviving racing writers;
-    returns the fallback tag.
+    """Add ``entry`` (or several entries at once) to the fallback index of ``subject_digest``,
+    surviving racing writers; returns the fallback tag.
 
     Each round reads, merges and writes, then checks the entry is still listed right away and
     after ``settle`` seconds: a writer who read before our write and wrote after it would have
     dropped it. A missing entry starts another round.
     """
     tag = fallback_tag(subject_digest)
+    entries = [entry] if isinstance(entry, Descriptor) else list(entry)
+    digests = [e.digest for e in entries]
     for attempt in range(max(1, attempts)):
-        index = _merged(read_fallback_index(target, subject_digest), entry)
+        index = _merged(read_fallback_index(target, subject_digest), entries)
         if index is not None:
             target.push_manifest(index.raw, index.media_type, tag=tag)
-        if holds(lambda: _listed(target, subject_digest, entry.digest), settle, sleep=sleep):
+        if holds(lambda: _listed(target, subject_digest, digests), settle, sleep=sleep):
             return tag
         sleep(0.05 * (attempt + 1) * (1 + random.random()))
     raise RegistryError(
-        f"could not keep {entry.digest} listed in {target.name}:{tag}: other writers kept "
+        f"could not keep {', '.join(digests)} listed in {target.name}:{tag}: other writers kept "
         f"replacing the referrers index ({attempts} attempts); run the command again"
     )
 

@@ -39,6 +39,7 @@ from .transfer.push import ModelInfo, PushResult
 
 if TYPE_CHECKING:
     from .lifecycle.chain import HistoryReport
+    from .transfer.copy import Carry, CopyResult
     from .lifecycle.delete import DeletePlan
     from .lifecycle.promote import PromotionResult
     from .lifecycle.stages import StageInfo
@@ -129,9 +130,12 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def locate(self, ref: str | Reference, *, repository: bool = False) -> TargetRef:
+    def locate(self, ref: str | Reference, *, repository: bool = False, default_tag: str | None = "latest") -> TargetRef:
         """The storage target ``ref`` names (a registry repository) and the tag or digest in it;
-        with ``repository``, the repository only (no tag or digest allowed in a string)."""
+        with ``repository``, the repository only (no tag or digest allowed in a string); a
+        reference with neither gets ``default_tag``."""
+        if isinstance(ref, str) and not repository:
+            ref = Reference.parse(ref, default_tag=default_tag)
         return target_ref(self.registry, ref, repository=repository)
 
     # -------------------------------------------------------------------- push, pull, inspect
@@ -263,6 +267,30 @@ class Client:
         from .lifecycle.records import is_internal_tag
 
         return found if include_internal else [t for t in found if not is_internal_tag(t)]
+
+    # -------------------------------------------------------------------------------- copy
+    def copy(
+        self,
+        src: str | Reference,
+        dst: str | Reference,
+        *,
+        destination: "Client | None" = None,
+        referrers: bool = True,
+        tags: bool = False,
+        observer: TransferObserver | None = None,
+    ) -> CopyResult:
+        """Copy the model ``src`` names to ``dst`` with everything attached to it, every digest
+        kept; ``destination`` is the session for ``dst`` when it needs other options or
+        credentials (default: this one). See :func:`ocimodel.api.copy`."""
+        from .transfer import copy as copying
+
+        source = self.locate(src)
+        target = (destination or self).locate(dst, default_tag=None)
+        carry = None
+        if tags:
+            carry = lambda digest: _carry(source, digest)  # noqa: E731 - a closure over the source
+        return copying.copy(source, target, referrers=referrers, carry=carry, observer=observer,
+                            concurrency=self.concurrency)
 
     # -------------------------------------------------------------------------------- scan
     def scan(
@@ -416,3 +444,14 @@ class Client:
     def lineage(self, ref: str | Reference, *, depth: int = DEFAULT_DEPTH) -> LineageNode:
         """The ancestor tree of ``ref``, following parents by digest across registries."""
         return ancestry(locator(self.registry), self.locate(ref), depth=depth)
+
+
+def _carry(source: TargetRef, digest: str) -> Carry:
+    """The tags (and the promotion records their histories need) that go with ``digest``."""
+    from .lifecycle.carry import carried_tags
+    from .transfer.copy import Carry
+
+    found = carried_tags(source.target, digest)
+    tags = dict.fromkeys(found.tags, digest)
+    tags.update({h.tag: h.records[0] for h in found.histories})
+    return Carry(tags=tags, manifests=tuple(r for h in found.histories for r in h.records))

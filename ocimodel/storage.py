@@ -111,6 +111,15 @@ class VerifyingReader:
         data, self._pending = data[:n], data[n:]
         return self._take(data)
 
+    def pieces(self) -> Iterator[bytes]:
+        """Everything left, in the pieces the store delivers (nothing joined or copied), each
+        hashed as it is handed out; :meth:`verify` after the last one."""
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            yield self._take(pending)
+        for chunk in self._chunks:
+            yield self._take(chunk)
+
     def read_into(self, out: IO[bytes]) -> None:
         """Everything left, appended to ``out``."""
         for chunk in (self._pending, *self._chunks):

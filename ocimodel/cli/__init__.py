@@ -4,7 +4,7 @@ the commands (:mod:`.cmd_models`, :mod:`.cmd_signing`, :mod:`.cmd_stages`, :mod:
 is printed), :mod:`.progress` (progress bars). It talks to :mod:`ocimodel.api` only."""
 
 # Importing a command module registers its commands, in this order in --help.
-from . import cmd_models, cmd_signing, cmd_stages, cmd_login  # noqa: F401, I001
+from . import cmd_models, cmd_copy, cmd_signing, cmd_stages, cmd_login  # noqa: F401, I001
 from .app import main
 
 __all__ = ["main"]

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 from .._version import __version__
 from ..errors import UsageError
-from .credentials import CredentialStore, registry_of
+from .credentials import PASSWORD_ENV, USERNAME_ENV, CredentialStore, env_credential, normalise_host, registry_of
 from .timeouts import Timeouts
 
 PLAIN_HTTP_ENV = "OCIMODEL_PLAIN_HTTP"
@@ -82,3 +82,46 @@ class Connection:
                 raise UsageError("username and password need credentials_for: the registry they are for")
             return CredentialStore()
         return CredentialStore.for_registry(self.credentials_for, self.username, self.password)
+
+
+def copy_connections(
+    source: Connection, destination: Connection | None, src_registry: str | None, dst_registry: str | None,
+) -> tuple[Connection, Connection | None]:
+    """The connections of a copy's two sides, each with given credentials for its own registry
+    only; None for the destination: share the source's session (one registry, or the
+    destination is no registry).
+
+    ``src_registry``/``dst_registry`` are the registries of the two references (None: not a
+    registry, e.g. an OCI layout). ``source``'s given credentials are for the source registry,
+    ``destination``'s for the destination registry; without ``destination`` the source's
+    connection serves both sides, its credentials still going to the source registry only
+    (the same registry gets them on both sides). ``OCIMODEL_USERNAME``/``OCIMODEL_PASSWORD``
+    are bound when the copy involves one registry; between two registries they could be meant
+    for either, so they are refused (UsageError) unless both sides were given their own.
+    """
+    one = len({normalise_host(r) for r in (src_registry, dst_registry) if r}) <= 1
+
+    def side(connection: Connection, registry: str | None) -> Connection:
+        if registry is None:  # no registry on this side: nothing to send credentials to
+            return replace(connection, credentials_for=None, username=None, password=None)
+        if connection.credentials_for is not None:
+            return connection
+        if connection.username is not None or connection.password is not None or one:
+            return replace(connection, credentials_for=registry)
+        if env_credential(os.environ) is not None:
+            raise UsageError(
+                f"{USERNAME_ENV}/{PASSWORD_ENV} are set, but this copy is between two registries: give each "
+                "side its own credentials (--from-username/--to-username, OCIMODEL_FROM_USERNAME/"
+                "OCIMODEL_TO_USERNAME, or a docker login) and unset them"
+            )
+        return connection
+
+    src = side(source, src_registry)
+    if destination is None:
+        if src_registry is None:
+            destination = source  # the one registry is the destination's
+        elif dst_registry is None or one:
+            return src, None
+        else:
+            destination = replace(source, credentials_for=None, username=None, password=None)
+    return src, side(destination, dst_registry)
