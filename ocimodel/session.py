@@ -22,7 +22,7 @@ from .model import resolve
 from .reference import Reference
 from .registry.client import RegistryClient
 from .registry.connection import Connection
-from .registry.target import locator, target_ref
+from .locations import Locations
 from .scanner.local import scan_path
 from .scanner.remote import MAX_BLOB_SCAN_BYTES, scan_model
 from .scanner.report import ScanReport
@@ -109,6 +109,7 @@ class Client:
         self._cache_dir = cache_dir
         self._use_cache = use_cache
         self._cache: BlobCache | None = None
+        self.locations = Locations(self.registry)
 
     @property
     def cache(self) -> BlobCache | None:
@@ -117,8 +118,15 @@ class Client:
             self._cache = open_cache(self._cache_dir, enabled=True)
         return self._cache
 
-    def close(self) -> None:
-        """Close connections and the cache index."""
+    def close(self, *, commit: bool = True) -> None:
+        """Close layouts (writing out archives written to, if ``commit``), connections and the
+        cache index."""
+        try:
+            self.locations.close(commit=commit)
+        finally:
+            self._close_connections()
+
+    def _close_connections(self) -> None:
         self.registry.close()
         if self._cache is not None:
             self._cache.close()
@@ -126,13 +134,15 @@ class Client:
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.close(commit=exc_type is None)
 
     def locate(self, ref: str | Reference, *, repository: bool = False) -> TargetRef:
-        """The storage target ``ref`` names (a registry repository) and the tag or digest in it;
-        with ``repository``, the repository only (no tag or digest allowed in a string)."""
-        return target_ref(self.registry, ref, repository=repository)
+        """The storage target ``ref`` names (a registry repository, or an OCI image layout:
+        ``oci:PATH[:TAG]``, ``oci-archive:FILE[:TAG]``) and the tag or digest in it; with
+        ``repository``, the store only (no tag or digest allowed in a string). See
+        :mod:`ocimodel.locations`."""
+        return self.locations.locate(ref, repository=repository)
 
     # -------------------------------------------------------------------- push, pull, inspect
     def push(
@@ -182,7 +192,7 @@ class Client:
             run_uri=run_uri, code=code,
         )
         return pushing.push(
-            self.locate(ref), path, info=info, locate=locator(self.registry), observer=observer, scan=scan,
+            self.locate(ref), path, info=info, locate=self.locations.locator(), observer=observer, scan=scan,
             deny_unsafe=deny_unsafe, on_scan=on_scan, allow_globals=allow_globals, scan_limits=scan_limits,
             concurrency=self.concurrency, cache=self.cache,
         )
@@ -415,4 +425,4 @@ class Client:
 
     def lineage(self, ref: str | Reference, *, depth: int = DEFAULT_DEPTH) -> LineageNode:
         """The ancestor tree of ``ref``, following parents by digest across registries."""
-        return ancestry(locator(self.registry), self.locate(ref), depth=depth)
+        return ancestry(self.locations.locator(), self.locate(ref), depth=depth)
