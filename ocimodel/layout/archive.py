@@ -76,6 +76,9 @@ def _index_members(path: str, name: str) -> dict[str, Member]:
             if member not in (LAYOUT_FILE, INDEX_FILE) and not _BLOB_RE.fullmatch(member):
                 raise UnsafeContentError(f"{name}: member {shown!r} is not part of an OCI image layout; refusing the archive")
             members[member] = Member(info.offset_data, info.size)
+    end = os.path.getsize(path)
+    if any(m.offset + m.size > end for m in members.values()):
+        raise IntegrityError(f"{name}: the archive is truncated (a member runs past its end)")
     return members
 
 

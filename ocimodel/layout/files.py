@@ -154,14 +154,21 @@ class LayoutDir:
             if self._prepared:
                 return
             os.makedirs(self.path, exist_ok=True)
+            self._refuse_foreign()  # before the lock file is made: a refused write writes nothing
             with self.lock():
                 self._prepare_locked()
             self._prepared = True
 
+    def _refuse_foreign(self) -> None:
+        # What a writer killed while creating the layout leaves is no foreign content.
+        ours = ("blobs", INDEX_FILE, LOCK_FILE)
+        found = [n for n in os.listdir(self.path) if n not in ours and not n.startswith(TEMP_PREFIX)]
+        if found and self.read_file(LAYOUT_FILE, 64 * 1024) is None:
+            raise UsageError(f"{self.name}: {self.path!r} is neither empty nor an OCI image layout; not writing into it")
+
     def _prepare_locked(self) -> None:
+        self._refuse_foreign()
         if self.read_file(LAYOUT_FILE, 64 * 1024) is None:
-            if any(n != LOCK_FILE for n in os.listdir(self.path)):
-                raise UsageError(f"{self.name}: {self.path!r} is neither empty nor an OCI image layout; not writing into it")
             with self._dir() as fd:
                 assert fd is not None
                 self._mkdir(fd, "blobs")

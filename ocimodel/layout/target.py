@@ -81,6 +81,8 @@ class LayoutTarget:
                 if required:
                     raise NotFoundError(f"{self.name}: no OCI image layout there")
                 return LayoutIndex()
+            if self.reference.archive:  # a tar file that is no layout, or one cut short
+                raise IntegrityError(f"{self.name}: the archive holds no oci-layout file; not an OCI image layout")
             raise UsageError(f"{self.name}: not an OCI image layout (no oci-layout file)")
         check_layout_header(header, self.name)
         raw = self.store.read_file(INDEX_FILE, MAX_INDEX_SIZE)
@@ -153,6 +155,8 @@ class LayoutTarget:
 
     def fetch_manifest(self, reference: str, accept: Sequence[str] | None = None) -> FetchedManifest:
         descriptor = self.resolve(reference)
+        if descriptor is None and not self.store.exists():
+            raise NotFoundError(f"{self.name}: no such layout ({self.reference.path!r} does not exist)")
         if descriptor is None:
             raise NotFoundError(f"{self.name}:{reference}: no such manifest in the layout")
         raw = self._read_manifest(descriptor)
