@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .ancestry import DEFAULT_DEPTH, LineageNode
 from .config import CodeInfo, Dataset, Scalar
+from .locations import is_layout_reference
 from .registry.client import RegistryClient
 from .registry.connection import Connection, copy_connections
 from .registry.credentials import CredentialStore, registry_of
@@ -49,7 +50,8 @@ __all__ = [
 def _client(connection: Connection | None, reference: str, *, concurrency: int = DEFAULT_CONCURRENCY,
             cache_dir: str | Path | None = None, use_cache: bool = True) -> Client:
     """A Client for one verb: ``connection``'s given credentials bound to ``reference``'s registry."""
-    bound = (connection or Connection()).bound_to(reference)
+    # A layout names no registry: given credentials have nowhere to go (``oci:x`` would parse as docker.io/oci).
+    bound = (connection or Connection()).bound_to("" if is_layout_reference(reference) else reference)
     return Client(bound, concurrency=concurrency, cache_dir=cache_dir, use_cache=use_cache)
 
 
@@ -124,7 +126,7 @@ def pull(
 
 def _registry_of(location: str) -> str | None:
     """The registry a copy's source or destination is in; None for an OCI layout."""
-    if location.startswith(("oci:", "oci-archive:")):
+    if is_layout_reference(location):
         return None
     return registry_of(location)
 

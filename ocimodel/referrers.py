@@ -24,7 +24,7 @@ from .descriptor import DOCKER_MANIFEST_LIST_V2, EMPTY_DESCRIPTOR, INDEX_V1, Des
 from .errors import NotFoundError, RegistryError, SchemaError
 from .reference import validate_digest
 from .settle import SETTLE_SECONDS, holds
-from .storage import Target
+from .storage import ReferrerScanner, Target
 
 FALLBACK_TAG_PREFIX = "sha256-"
 #: How many times a writer merges its entry back into a fallback index a racer overwrote.
@@ -132,11 +132,13 @@ def attach(
 
 def list_referrers(target: Target, subject_digest: str) -> list[Descriptor]:
     """Descriptors of manifests referring to ``subject_digest``: the store's index, else the
-    fallback tag; one per digest. Only a list of what to fetch: its metadata is not to be trusted."""
+    fallback tag (and, in a store that can scan for them, the manifests naming it as subject); one per digest. Only a list of what to fetch: its metadata is not to be trusted."""
     found = target.referrers(subject_digest)
     if found is None:
         index = read_fallback_index(target, subject_digest)
         found = list(index.manifests) if index is not None else []
+        if isinstance(target, ReferrerScanner):
+            found += target.scan_referrers(subject_digest)
     unique: dict[str, Descriptor] = {}
     for descriptor in found:
         unique.setdefault(descriptor.digest, descriptor)

@@ -22,7 +22,8 @@ from .model import resolve
 from .reference import Reference
 from .registry.client import RegistryClient
 from .registry.connection import Connection
-from .registry.target import locator, target_ref
+from .layout.names import is_layout_reference, parse_layout_reference
+from .locations import Locations
 from .scanner.local import scan_path
 from .scanner.remote import MAX_BLOB_SCAN_BYTES, scan_model
 from .scanner.report import ScanReport
@@ -110,6 +111,7 @@ class Client:
         self._cache_dir = cache_dir
         self._use_cache = use_cache
         self._cache: BlobCache | None = None
+        self.locations = Locations(self.registry)
 
     @property
     def cache(self) -> BlobCache | None:
@@ -118,8 +120,15 @@ class Client:
             self._cache = open_cache(self._cache_dir, enabled=True)
         return self._cache
 
-    def close(self) -> None:
-        """Close connections and the cache index."""
+    def close(self, *, commit: bool = True) -> None:
+        """Close layouts (writing out archives written to, if ``commit``), connections and the
+        cache index."""
+        try:
+            self.locations.close(commit=commit)
+        finally:
+            self._close_connections()
+
+    def _close_connections(self) -> None:
         self.registry.close()
         if self._cache is not None:
             self._cache.close()
@@ -127,16 +136,25 @@ class Client:
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.close(commit=exc_type is None)
 
-    def locate(self, ref: str | Reference, *, repository: bool = False, default_tag: str | None = "latest") -> TargetRef:
-        """The storage target ``ref`` names (a registry repository) and the tag or digest in it;
-        with ``repository``, the repository only (no tag or digest allowed in a string); a
-        reference with neither gets ``default_tag``."""
-        if isinstance(ref, str) and not repository:
-            ref = Reference.parse(ref, default_tag=default_tag)
-        return target_ref(self.registry, ref, repository=repository)
+    def locate(self, ref: str | Reference, *, repository: bool = False) -> TargetRef:
+        """The storage target ``ref`` names (a registry repository, or an OCI image layout:
+        ``oci:PATH[:TAG]``, ``oci-archive:FILE[:TAG]``) and the tag or digest in it; with
+        ``repository``, the store only (no tag or digest allowed in a string). See
+        :mod:`ocimodel.locations`."""
+        return self.locations.locate(ref, repository=repository)
+
+    def _locate_destination(self, ref: str | Reference) -> TargetRef:
+        """Like :meth:`locate`, but a reference naming no tag or digest names the store only
+        (a copy then takes the source's tag), not its default tag."""
+        if isinstance(ref, str):
+            if is_layout_reference(ref):
+                parsed = parse_layout_reference(ref)
+                return self.locate(ref, repository=not (parsed.tag or parsed.digest))
+            ref = Reference.parse(ref, default_tag=None)
+        return self.locate(ref, repository=not (ref.tag or ref.digest))
 
     # -------------------------------------------------------------------- push, pull, inspect
     def push(
@@ -186,7 +204,7 @@ class Client:
             run_uri=run_uri, code=code,
         )
         return pushing.push(
-            self.locate(ref), path, info=info, locate=locator(self.registry), observer=observer, scan=scan,
+            self.locate(ref), path, info=info, locate=self.locations.locator(), observer=observer, scan=scan,
             deny_unsafe=deny_unsafe, on_scan=on_scan, allow_globals=allow_globals, scan_limits=scan_limits,
             concurrency=self.concurrency, cache=self.cache,
         )
@@ -285,7 +303,7 @@ class Client:
         from .transfer import copy as copying
 
         source = self.locate(src)
-        target = (destination or self).locate(dst, default_tag=None)
+        target = (destination or self)._locate_destination(dst)
         carry = None
         if tags:
             carry = lambda digest: _carry(source, digest)  # noqa: E731 - a closure over the source
@@ -443,7 +461,7 @@ class Client:
 
     def lineage(self, ref: str | Reference, *, depth: int = DEFAULT_DEPTH) -> LineageNode:
         """The ancestor tree of ``ref``, following parents by digest across registries."""
-        return ancestry(locator(self.registry), self.locate(ref), depth=depth)
+        return ancestry(self.locations.locator(), self.locate(ref), depth=depth)
 
 
 def _carry(source: TargetRef, digest: str) -> Carry:

@@ -271,6 +271,17 @@ class StreamingPusher(Protocol):
         ...
 
 
+@runtime_checkable
+class ReferrerScanner(Protocol):
+    """A store with no referrers index whose referrers may also be listed without a fallback
+    tag (an OCI image layout written by oras: each referrer is an ``index.json`` entry), found
+    by reading the manifests it lists."""
+
+    def scan_referrers(self, subject_digest: str) -> list[Descriptor]:
+        """Descriptors of the listed manifests whose ``subject`` is ``subject_digest``."""
+        ...
+
+
 @dataclass(frozen=True)
 class TargetRef:
     """What a command names: a :class:`Target` and in it a tag, a digest, or both (the digest wins).
