@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from ..errors import OcimodelError
 from ..storage import Target
-from .chain import misplaced
 from .history import MAX_HISTORY
 from .records import history_tag, is_internal_tag, load_record, tag_digest
 
@@ -38,8 +37,10 @@ class CarriedTags:
 
 
 def _chain(target: Target, stage: str, head: str, limit: int) -> list[str]:
-    """The records ``history`` would read from ``head``: it stops at the first unreadable,
-    repeated or misplaced one (a misplaced one is read, so it is carried)."""
+    """The records ``history`` would read from ``head``: it stops at the first unreadable or
+    repeated one, and after one of another stage (read, so carried). Not at a record of
+    another repository: the copy is somewhere else by definition, and ``history`` there judges
+    the records' repository against its own name."""
     records: list[str] = []
     digest: str | None = head
     while digest is not None and digest not in records and len(records) < limit:
@@ -48,7 +49,7 @@ def _chain(target: Target, stage: str, head: str, limit: int) -> list[str]:
         except OcimodelError:
             break
         records.append(digest)
-        if misplaced(loaded, target, stage) is not None:
+        if loaded.record.stage != stage:
             break
         digest = loaded.record.previous_record
     return records
