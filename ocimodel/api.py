@@ -258,11 +258,12 @@ def rollback(
     actor: str | None = None,
     policy: VerificationPolicy | None = None,
     sign_record: RecordSigning | None = None,
+    origins: Sequence[str] = (),
 ) -> PromotionResult:
     """Roll a stage back; see :meth:`Client.rollback`."""
     with _client(connection, repository) as client:
         return client.rollback(repository, stage, to=to, steps=steps, reason=reason, actor=actor, policy=policy,
-                               sign_record=sign_record)
+                               sign_record=sign_record, origins=origins)
 
 
 def stages(
@@ -274,11 +275,16 @@ def stages(
 
 
 def history(
-    repository: str, stage: str, *, connection: Connection | None = None, policy: VerificationPolicy | None = None
+    repository: str,
+    stage: str,
+    *,
+    connection: Connection | None = None,
+    policy: VerificationPolicy | None = None,
+    origins: Sequence[str] = (),
 ) -> HistoryReport:
     """A stage's promotion history; see :meth:`Client.history`."""
     with _client(connection, repository) as client:
-        return client.history(repository, stage, policy=policy)
+        return client.history(repository, stage, policy=policy, origins=origins)
 
 
 def delete(ref: str, *, connection: Connection | None = None, force: bool = False) -> DeletePlan:

@@ -418,17 +418,19 @@ class Client:
         actor: str | None = None,
         policy: VerificationPolicy | None = None,
         sign_record: RecordSigning | None = None,
+        origins: Sequence[str] = (),
     ) -> PromotionResult:
         """Move ``stage`` back ``steps`` promotions (or to the digest ``to``), recorded as a rollback.
 
         With ``policy`` the target must have been reached by a promotion record signed under it
         and the model must be signed under it; without one the unsigned history is trusted.
+        ``origins``: as for :meth:`history`.
         """
         from .lifecycle.rollback import rollback
 
         return rollback(self.locate(repository, repository=True).target, stage, to=to, steps=steps, reason=reason,
                         actor=actor, policy=policy, verify_model=self._gate(policy),
-                        sign_record=self._record_signer(sign_record))
+                        sign_record=self._record_signer(sign_record), origins=origins)
 
     def stages(self, repository: str | Reference, *, policy: VerificationPolicy | None = None) -> list[StageInfo]:
         """Every stage of ``repository``: digest, version tags, last promotion (verified with ``policy``)."""
@@ -437,15 +439,22 @@ class Client:
         return stages(self.locate(repository, repository=True).target, policy=policy)
 
     def history(
-        self, repository: str | Reference, stage: str, *, policy: VerificationPolicy | None = None
+        self,
+        repository: str | Reference,
+        stage: str,
+        *,
+        policy: VerificationPolicy | None = None,
+        origins: Sequence[str] = (),
     ) -> HistoryReport:
         """The promotion chain of ``stage``, newest first, with every problem found.
 
-        With ``policy``, every record must be signed under it (else a finding).
+        With ``policy``, every record must be signed under it (else a finding). ``origins``
+        name the repositories this one is a copy of: records written there are accepted
+        (any other repository's record is a ``wrong-repository`` finding).
         """
         from .lifecycle.history import history
 
-        return history(self.locate(repository, repository=True).target, stage, policy=policy)
+        return history(self.locate(repository, repository=True).target, stage, policy=policy, origins=origins)
 
     def plan_delete(self, ref: str | Reference) -> DeletePlan:
         """What :meth:`delete` would remove (changes nothing)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -32,6 +32,12 @@ from .render import (
 
 if TYPE_CHECKING:
     from ..api import RecordSigning, VerificationPolicy
+
+#: No environment variable: which repository's records count here is a decision made per command.
+Origins = Annotated[Optional[List[str]], typer.Option(
+    "--origin", metavar="REPOSITORY",
+    help="A repository this one is a copy of (ocimodel copy --tags): its promotion records count as this "
+         "stage's history too (repeatable). Records of any other repository are refused.")]
 
 
 @app.command()
@@ -72,6 +78,7 @@ def rollback(
     steps: Annotated[int, typer.Option("--steps", envvar=env("steps"), min=1, help="How many promotions to go back.")] = 1,
     reason: Reason = "",
     actor: ActorName = None,
+    origin: Origins = None,
     signing: RecordSigning | None = INJECTED,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
@@ -88,7 +95,7 @@ def rollback(
                    "and --certificate-oidc-issuer(-regexp) to move only to a digest a signed record reached", err=True)
     result = _run(connection, json_out,
                   lambda c: c.rollback(repository, stage, to=to, steps=steps, reason=reason or None, actor=actor,
-                                       policy=policy, sign_record=signing))
+                                       policy=policy, sign_record=signing, origins=origin or []))
     if result is not None:
         print_promotion(result)
 
@@ -136,6 +143,7 @@ def stages_command(
 def history(
     repository: Repository,
     stage: Stage,
+    origin: Origins = None,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
     policy: VerificationPolicy | None = INJECTED,
@@ -148,7 +156,7 @@ def history(
     from ..errors import ExitCode
 
     with connection.client() as client:
-        report = client.history(repository, stage, policy=policy)
+        report = client.history(repository, stage, policy=policy, origins=origin or [])
     if json_out:
         print_json(report.to_dict())
     else:

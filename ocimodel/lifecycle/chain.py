@@ -8,7 +8,7 @@ chain. Whatever is wrong becomes a :class:`Finding` (machine-readable ``kind``),
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import IntegrityError, NotFoundError, OcimodelError, SchemaError, UsageError
 from ..reference import Reference
@@ -51,6 +51,7 @@ class HistoryEntry:
     record: str
     time: str
     actor: Actor
+    repository: str  # where the promotion was made (another one only for a copy: see origins)
     reason: str
     from_digest: str | None
     to_digest: str
@@ -65,6 +66,7 @@ class HistoryEntry:
             "record": self.record,
             "time": self.time,
             "actor": self.actor.to_dict(),
+            "repository": self.repository,
             "reason": self.reason,
             "from": self.from_digest,
             "to": self.to_digest,
@@ -151,6 +153,7 @@ def _entry(loaded: LoadedRecord, signed: bool, verdict: recordtrust.RecordVerdic
         record=loaded.digest,
         time=r.time,
         actor=r.actor,
+        repository=r.repository,
         reason=r.reason,
         from_digest=r.previous_digest,
         to_digest=r.digest,
@@ -177,31 +180,37 @@ def _checked_entry(
     return _entry(loaded, verdict.signed, verdict), finding
 
 
-def _same_repository(record: PromotionRecord, target: Target) -> bool:
-    """Whether a record was written for ``target``: the same name, or the same repository of a
-    registry under another host name (mirrors, aliases)."""
-    if record.repository == target.name:
+def _same_repository(written_for: str, name: str) -> bool:
+    """Whether a record written for ``written_for`` belongs to the repository ``name``: the same
+    name, or the same repository of a registry under another host name (mirrors, aliases)."""
+    if written_for == name:
         return True
     try:
-        ours = Reference.parse_repository(target.name).repository
-        return Reference.parse_repository(record.repository).repository == ours
+        ours = Reference.parse_repository(name).repository
+        return Reference.parse_repository(written_for).repository == ours
     except UsageError:
         return False
 
 
-def misplaced(loaded: LoadedRecord, target: Target, stage: str) -> Finding | None:
-    """The finding for a record of another stage or repository spliced into this chain."""
+def misplaced(loaded: LoadedRecord, target: Target, stage: str, origins: Sequence[str] = ()) -> Finding | None:
+    """The finding for a record of another stage or repository spliced into this chain.
+
+    ``origins`` are the repositories a copy came from, named by the person asking: their
+    records are accepted as the history of the copy. A record of any other repository is
+    refused: a signed promotion elsewhere is no promotion here unless someone says so.
+    """
     r = loaded.record
     if r.stage != stage:
         return Finding("wrong-stage", f"record {loaded.digest} is a promotion to {r.stage!r}, not {stage!r}", loaded.digest)
-    if not _same_repository(r, target):
-        message = f"record {loaded.digest} is a promotion in {r.repository}, not {target.name}: copied from elsewhere"
+    if not any(_same_repository(r.repository, name) for name in (target.name, *origins)):
+        message = (f"record {loaded.digest} is a promotion in {r.repository}, not {target.name}: copied from "
+                   f"elsewhere (if this is a copy of {r.repository}, name it with --origin)")
         return Finding("wrong-repository", message, loaded.digest)
     return None
 
 
 def walk(
-    target: Target, stage: str, head: str, limit: int, policy: VerificationPolicy | None
+    target: Target, stage: str, head: str, limit: int, policy: VerificationPolicy | None, origins: Sequence[str] = ()
 ) -> tuple[list[HistoryEntry], list[Finding], bool]:
     """Follow ``previousRecord`` links from ``head``: (entries, findings, reached the start)."""
     entries: list[HistoryEntry] = []
@@ -219,7 +228,7 @@ def walk(
         except OcimodelError as exc:
             findings.append(_read_failure(digest, newer, exc))
             return entries, findings, False
-        elsewhere = misplaced(loaded, target, stage)
+        elsewhere = misplaced(loaded, target, stage, origins)
         if elsewhere is not None:
             findings.append(elsewhere)
             return entries, findings, False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import NotFoundError
 from ..storage import Target
@@ -24,6 +24,7 @@ def history(
     *,
     limit: int = MAX_HISTORY,
     policy: VerificationPolicy | None = None,
+    origins: Sequence[str] = (),
 ) -> HistoryReport:
     """The promotions of ``stage`` in ``target``, newest first, with findings instead of guesses.
 
@@ -32,6 +33,9 @@ def history(
     under it (else a finding: unsigned, signature-mismatch, signed-by-other,
     invalid-signature), and records signed under it that the chain leaves out are looked for
     (head-behind, chain-replaced). Without a policy nothing is verified: see docs/stages.md.
+
+    ``origins`` name the repositories a copy of this one came from (``ocimodel copy --tags``
+    keeps every record as it was written): their records count as this stage's history too.
     """
     validate_stage(stage)
     if policy is not None:
@@ -40,11 +44,11 @@ def history(
     current = tag_digest(target, stage)
     if head is None and current is None:
         raise NotFoundError(f"{target.name} has no stage {stage!r} (no tag {stage}, no promotion history)")
-    entries, findings, complete = ([], [], True) if head is None else walk(target, stage, head, limit, policy)
+    entries, findings, complete = ([], [], True) if head is None else walk(target, stage, head, limit, policy, origins)
     findings = head_findings(stage, current, head, entries) + findings
     report = HistoryReport(
         target.name, stage, current, head, entries, findings, complete and head is not None, policy is not None
     )
     if policy is None:
         return report
-    return replace(report, findings=report.findings + outside_findings(target, stage, report, policy))
+    return replace(report, findings=report.findings + outside_findings(target, stage, report, policy, origins))

@@ -11,7 +11,7 @@ number of referrers, and a writer can also remove them. See docs/stages.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import AuthError, NetworkError, OcimodelError, UsageError
 from ..reference import validate_digest
@@ -63,7 +63,7 @@ def _search_subjects(target: Target, entries: list[HistoryEntry], current: str |
 
 
 def _signed_record(
-    target: Target, stage: str, digest: str, policy: VerificationPolicy
+    target: Target, stage: str, digest: str, policy: VerificationPolicy, origins: Sequence[str]
 ) -> tuple[PromotionRecord, str | None] | None:
     """(record, signer) if ``digest`` is a record of ``stage`` in ``target`` signed under ``policy``."""
     try:
@@ -72,14 +72,15 @@ def _signed_record(
         raise
     except OcimodelError:
         return None  # not a promotion record (a signature, an SBOM...) or unreadable: no evidence
-    if misplaced(loaded, target, stage) is not None:
+    if misplaced(loaded, target, stage, origins) is not None:
         return None
     verdict = recordtrust.judge_record(target, digest, policy)
     return (loaded.record, verdict.signed_by) if verdict.verified else None
 
 
 def _signed_outside(
-    target: Target, stage: str, subjects: list[str], chain: set[str], policy: VerificationPolicy
+    target: Target, stage: str, subjects: list[str], chain: set[str], policy: VerificationPolicy,
+    origins: Sequence[str],
 ) -> dict[str, tuple[PromotionRecord, str | None]]:
     """Records of ``stage`` signed under ``policy`` that are referrers of ``subjects`` but not in ``chain``."""
     found: dict[str, tuple[PromotionRecord, str | None]] = {}
@@ -100,7 +101,7 @@ def _signed_outside(
             looked.add(descriptor.digest)
             if len(looked) - len(chain) > _OUTSIDE_RECORDS:
                 return found
-            signed = _signed_record(target, stage, descriptor.digest, policy)
+            signed = _signed_record(target, stage, descriptor.digest, policy, origins)
             if signed is not None:
                 found[descriptor.digest] = signed
     return found
@@ -132,7 +133,9 @@ def _branch_kind(
     return "chain-replaced"
 
 
-def outside_findings(target: Target, stage: str, report: HistoryReport, policy: VerificationPolicy) -> list[Finding]:
+def outside_findings(
+    target: Target, stage: str, report: HistoryReport, policy: VerificationPolicy, origins: Sequence[str] = ()
+) -> list[Finding]:
     """Signed records of the stage that the chain does not contain, as head-behind / chain-replaced.
 
     Best effort: they are found as referrers of the models the repository knows, which a registry
@@ -142,7 +145,7 @@ def outside_findings(target: Target, stage: str, report: HistoryReport, policy: 
         return []
     chain = {e.record for e in report.entries}
     subjects = _search_subjects(target, report.entries, report.current)
-    outside = _signed_outside(target, stage, subjects, chain, policy)
+    outside = _signed_outside(target, stage, subjects, chain, policy, origins)
     findings = []
     for digest, (record, signer) in outside.items():
         kind = _branch_kind(target, record, report.head, chain, outside)

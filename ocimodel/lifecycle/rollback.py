@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import UsageError, VerificationError
 from ..reference import validate_digest
@@ -80,14 +80,16 @@ def rollback(
     verify_model: Verifier | None = None,
     sign_record: Verifier | None = None,
     settle: float = SETTLE_SECONDS,
+    origins: Sequence[str] = (),
 ) -> PromotionResult:
     """Move ``stage`` of ``target`` back to the digest it held ``steps`` promotions ago (or to ``to``).
 
     Recorded as a promotion with reason ``rollback`` (``rollback: <reason>`` with a reason).
     With ``policy`` the target must have been reached by a record signed under it
     (VerificationError otherwise); without one, the unsigned history is trusted as is.
+    ``origins``: as for :func:`~.history.history`.
     """
-    report = history(target, stage, policy=policy)
+    report = history(target, stage, policy=policy, origins=origins)
     back_to = _rollback_target(report, to, steps)
     if policy is not None:
         _require_signed_target(report, back_to, steps if to is None else None)
