@@ -29,10 +29,25 @@ GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 WORKFLOW = "https://github.com/acme/churn/.github/workflows/release.yml@refs/heads/main"
 
 
+def _can_unshare_network() -> bool:
+    try:
+        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=30).returncode == 0
+    except OSError:
+        return False
+
+
+#: Where a machine cannot make network namespaces (no CAP_SYS_ADMIN), every proxy variable points
+#: at a closed port instead: anything that tried to reach out would fail.
+_DEAD_PROXY = {name: "http://127.0.0.1:9" for name in ("http_proxy", "https_proxy", "all_proxy",
+                                                     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
+
+
 def _offline(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """``ocimodel ARGS`` in a new network namespace: no network at all, loopback down."""
-    return subprocess.run(["unshare", "-n", sys.executable, "-m", "ocimodel", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+    prefix = ["unshare", "-n"] if _can_unshare_network() else []
+    return subprocess.run([*prefix, sys.executable, "-m", "ocimodel", *args], capture_output=True, text=True,
+                          env={**os.environ, **env, **({} if prefix else {**_DEAD_PROXY, "NO_PROXY": "", "no_proxy": ""})},
+                          timeout=120)
 
 
 def _ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
