@@ -12,14 +12,14 @@ oras finds them; :meth:`LayoutTarget.scan_referrers` finds those of layouts oras
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import IO, Callable, Iterable, Iterator, Protocol, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 from .. import jsondoc
 from ..descriptor import DOCKER_MANIFEST_LIST_V2, INDEX_V1, MANIFEST_V1, MAX_MANIFEST_SIZE, Descriptor, check_digest, media_type_of, sha256_digest
 from ..errors import IntegrityError, NotFoundError, SchemaError, SizeMismatchError, UsageError
 from ..storage import BlobStream, FetchedManifest, ManifestPutResult, OpenChunks, TargetRef, VerifyingReader
-from .files import CHUNK, LayoutDir
+from .files import CHUNK, LayoutDir, Readable
 from .index import INDEX_FILE, LAYOUT_FILE, MAX_INDEX_SIZE, MAX_LAYOUT_FILE_SIZE, LayoutIndex, check_layout_header, ref_name
 from .names import LayoutReference, validate_ref_name
 
@@ -36,7 +36,7 @@ class LayoutStore(Protocol):
     def exists(self) -> bool: ...
     def read_file(self, name: str, max_size: int) -> bytes | None: ...
     def blob_size(self, digest: str) -> int | None: ...
-    def open_blob(self, digest: str) -> "contextmanager[IO[bytes] | None]": ...  # type: ignore[valid-type]
+    def open_blob(self, digest: str) -> AbstractContextManager[Readable | None]: ...
     def writer(self) -> LayoutDir: ...
     def close(self, *, commit: bool = True) -> None: ...
 
@@ -44,7 +44,7 @@ class LayoutStore(Protocol):
 class _FileStream:
     """A blob file from ``offset`` to ``size``; an early end is an error, never a short read."""
 
-    def __init__(self, handle: IO[bytes], offset: int, size: int, what: str) -> None:
+    def __init__(self, handle: Readable, offset: int, size: int, what: str) -> None:
         self.offset, self._handle, self._size, self._what = offset, handle, size, what
 
     def chunks(self) -> Iterator[bytes]:
@@ -143,7 +143,7 @@ class LayoutTarget:
         return raw
 
     @contextmanager
-    def _open(self, descriptor: Descriptor) -> Iterator[IO[bytes]]:
+    def _open(self, descriptor: Descriptor) -> Iterator[Readable]:
         where = f"{self.name}: blobs/sha256/{descriptor.digest.partition(':')[2]}"
         with self.store.open_blob(descriptor.digest) as handle:
             if handle is None:
