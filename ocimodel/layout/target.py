@@ -133,14 +133,18 @@ class LayoutTarget:
         return Descriptor(entry.media_type, entry.digest, entry.size)
 
     def _read_manifest(self, descriptor: Descriptor) -> bytes:
-        if descriptor.size > MAX_MANIFEST_SIZE:
-            raise IntegrityError(f"{self.name}: manifest {descriptor.digest} declares {descriptor.size} bytes; over the limit")
+        return self._read_whole(descriptor, MAX_MANIFEST_SIZE, f"manifest {descriptor.digest} in {self.name}")
+
+    def _read_whole(self, descriptor: Descriptor, max_size: int, what: str) -> bytes:
+        """A small blob in memory, checked against its size and digest."""
+        if descriptor.size > max_size:
+            raise IntegrityError(f"{what}: {descriptor.size} bytes declared, over the {max_size}-byte limit; refusing it")
         with self._open(descriptor) as handle:
-            raw = handle.read(descriptor.size + 1)
-        if len(raw) != descriptor.size:
-            raise SizeMismatchError(f"{self.name}: manifest {descriptor.digest} is {len(raw)} bytes, not {descriptor.size}")
-        check_digest(raw, descriptor.digest, f"manifest in {self.name}")
-        return raw
+            data = handle.read(descriptor.size + 1)
+        if len(data) != descriptor.size:
+            raise SizeMismatchError(f"{what}: {len(data)} bytes, not {descriptor.size}")
+        check_digest(data, descriptor.digest, what)
+        return data
 
     @contextmanager
     def _open(self, descriptor: Descriptor) -> Iterator[Readable]:
@@ -242,14 +246,7 @@ class LayoutTarget:
             consume(_FileStream(handle, start, descriptor.size, label))
 
     def fetch_blob_bytes(self, descriptor: Descriptor, max_size: int = MAX_MANIFEST_SIZE) -> bytes:
-        if descriptor.size > max_size:
-            raise IntegrityError(f"blob {descriptor.digest[:19]} in {self.name}: {descriptor.size} bytes is over the limit")
-        with self._open(descriptor) as handle:
-            data = handle.read(descriptor.size + 1)
-        if len(data) != descriptor.size:
-            raise SizeMismatchError(f"blob {descriptor.digest[:19]} in {self.name}: {len(data)} bytes, not {descriptor.size}")
-        check_digest(data, descriptor.digest, f"blob in {self.name}")
-        return data
+        return self._read_whole(descriptor, max_size, f"blob {descriptor.digest[:19]} in {self.name}")
 
     def blob_exists(self, digest: str) -> bool:
         return self.store.blob_size(digest) is not None
