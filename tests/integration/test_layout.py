@@ -191,3 +191,28 @@ def test_a_killed_push_leaves_a_layout_that_reads_and_a_rerun_completes(tmp_path
     pulled = json.loads(ok(run("pull", f"oci:{layout}:new", str(tmp_path / "new"), "--json", env=cli_env)))
     assert pulled["digest"] == digest and tree(tmp_path / "new") == tree(model)
     assert ok(skopeo("inspect", "--raw", f"oci:{layout}:new"))
+
+
+@pytest.mark.parametrize("transport", ["oci", "oci-archive"])
+def test_stages_rollback_and_delete_on_a_layout(transport, model_dir, tmp_path, cli_env):
+    where = tmp_path / ("layout" if transport == "oci" else "model.tar")
+    store = f"{transport}:{where}"
+    v1 = ok(run("push", str(model_dir), f"{store}:1", "--version", "1", "--no-git", env=cli_env)).strip()
+    (model_dir / "sub" / "README.md").write_text("a better model\n")
+    v2 = ok(run("push", str(model_dir), f"{store}:2", "--version", "2", "--no-git", env=cli_env)).strip()
+    ok(run("promote", f"{store}:1", "prod", "--reason", "first", env=cli_env))
+    ok(run("promote", f"{store}:2", "prod", "--reason", "second", env=cli_env))
+    stages = json.loads(ok(run("stages", store, "--json", env=cli_env)))
+    assert [(s["stage"], s["digest"]) for s in stages] == [("prod", v2)]
+
+    rolled = run("rollback", store, "prod", "--reason", "bad metrics", env=cli_env)
+    assert rolled.returncode == 0 and rolled.stdout.strip() == v1, rolled.stderr
+    history = json.loads(ok(run("history", store, "prod", "--json", env=cli_env)))
+    assert history["ok"] and [e["to"] for e in history["entries"]] == [v1, v2, v1]
+    assert history["entries"][0]["reason"] == "rollback: bad metrics"
+
+    # delete refuses what a stage holds, removes a tag, and the layout still reads
+    assert_one_line_failure(run("delete", f"{store}@{v1}", "--yes", env=cli_env), 2, "prod")
+    ok(run("delete", f"{store}:2", env=cli_env))
+    assert "2" not in ok(run("tags", store, env=cli_env)).split()
+    assert json.loads(ok(run("inspect", f"{store}:prod", "--json", env=cli_env)))["digest"] == v1
