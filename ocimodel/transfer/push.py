@@ -197,7 +197,7 @@ def push(
     target = ref.target
     pushed = push_files(target, sources, observer or NullObserver(), concurrency, cache=cache)
     config = ModelConfig(
-        name=info.name or target.name.rsplit("/", 1)[-1],
+        name=info.name or _default_name(target.name),
         version=info.version if info.version is not None else (ref.tag if ref.tag != "latest" else None),
         description=info.description,
         framework=info.framework,
@@ -223,3 +223,13 @@ def push(
         skipped_blobs=pushed.skipped,
         config=config,
     )
+
+
+def _default_name(store: str) -> str:
+    """A model's name when none is given: the last component of the repository, or of a
+    layout's path (``oci:models/churn`` and ``oci-archive:churn.tar`` give ``churn``)."""
+    last = store.rsplit("/", 1)[-1]
+    if store.startswith(("oci:", "oci-archive:")):
+        last = last.split(":", 1)[-1] if "/" not in store else last
+        last = last[: -len(".tar")] if last.endswith(".tar") and len(last) > 4 else last
+    return last

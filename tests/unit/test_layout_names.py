@@ -77,3 +77,10 @@ def test_an_index_round_trips_and_skopeo_s_form_reads():
     assert LayoutIndex.parse(skopeo, "oci:x").entries == ()
     with pytest.raises(IntegrityError, match="schemaVersion"):
         LayoutIndex.parse(b'{"manifests":[]}', "oci:x")
+
+
+def test_a_model_pushed_into_a_layout_is_named_after_its_path():
+    from ocimodel.transfer.push import _default_name
+
+    assert [_default_name(s) for s in ("oci:churn", "oci:models/churn", "oci-archive:churn.tar",
+                                       "oci-archive:/a/b/churn.tar", "127.0.0.1:5000/team/churn")] == ["churn"] * 5
