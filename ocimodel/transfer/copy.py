@@ -45,6 +45,7 @@ from ..errors import IntegrityError, NetworkError, OcimodelError, SchemaError, S
 from ..jsondoc import load_object
 from ..referrers import list_referrers, merge_into_fallback
 from ..storage import FetchedManifest, Mounter, Target, TargetRef
+from .allocator import tune_for_streaming
 from .observer import NullObserver, TransferObserver
 from .parallel import DEFAULT_CONCURRENCY, run_all
 
@@ -438,6 +439,7 @@ def copy(
     for the destination copies by digest only); a destination digest must be the source's.
     ``carry(digest)`` says which other tags (and the manifests they need) go along.
     """
+    tune_for_streaming()
     copier = Copier(source.target, destination.target, observer=observer, concurrency=concurrency)
     root = source.target.fetch_manifest(source.identifier)
     if destination.digest and destination.digest != root.digest:
