@@ -174,6 +174,13 @@ def _node(fetched: FetchedManifest, what: str) -> _Node:
     raise SchemaError(f"{what} has media type {media_type!r}, which ocimodel cannot copy")
 
 
+def _index_entry(fetched: FetchedManifest, node: _Node) -> Descriptor:
+    """A referrer's entry in its subject's referrers index (as :func:`ocimodel.referrers.index_entry`
+    writes it: from the referrer's own manifest, not from the source's listing)."""
+    return Descriptor(media_type=fetched.media_type, digest=fetched.digest, size=len(fetched.raw),
+                      artifact_type=node.artifact_type, annotations=dict(node.annotations))
+
+
 class _SourceFailed(Exception):
     """Raised out of an upload's body when the source, not the destination, failed: the
     destination's client must not take it for its own failure (nor retry it as one)."""
@@ -384,8 +391,7 @@ class Copier:
         with self._lock:
             self.referrers.append(digest)
             self._referrers.add(digest)
-        return Descriptor(media_type=fetched.media_type, digest=digest, size=len(fetched.raw),
-                          artifact_type=node.artifact_type, annotations=dict(node.annotations))
+        return _index_entry(fetched, node)
 
     def _list_at_destination(self, subject: str, entries: list[Descriptor]) -> None:
         """Make ``entries`` findable from ``subject`` at the destination: a store that indexes
@@ -403,9 +409,7 @@ class Copier:
         fetched = self.manifest(digest)
         node = _node(fetched, f"manifest {digest} in {self.src.name}")
         if node.subject is not None:
-            entry = Descriptor(media_type=fetched.media_type, digest=digest, size=len(fetched.raw),
-                               artifact_type=node.artifact_type, annotations=dict(node.annotations))
-            self._list_at_destination(node.subject.digest, [entry])
+            self._list_at_destination(node.subject.digest, [_index_entry(fetched, node)])
         self.attached(digest)
 
     # -- tags ----------------------------------------------------------------------------------
@@ -444,6 +448,11 @@ def copy(
     root = source.target.fetch_manifest(source.identifier)
     if destination.digest and destination.digest != root.digest:
         raise UsageError(f"{source} is {root.digest}, not the {destination.digest} the destination names")
+    if referrers and destination.target.resolve(root.digest) is None:
+        # A store's first write happens alone (an OCI layout being created cannot be read
+        # until it is): the root's first blob, the config, before anything runs side by side.
+        first = _node(root, f"manifest {root.digest} in {source.target.name}").blobs[:1]
+        run_all(copier.blob, list(first), 1)
     # The referrers (small, but each subject's fallback index waits to settle) move alongside
     # the model's blobs: a store takes a referrer before its subject, and tags come last anyway.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocimodel-referrers") as side:
