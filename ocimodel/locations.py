@@ -54,7 +54,7 @@ class Locations:
 
     def _locate_layout(self, parsed: LayoutReference, *, repository: bool) -> TargetRef:
         if repository and (parsed.tag or parsed.digest):
-            raise UsageError(f"{parsed} names a tag or digest: give the layout only ({parsed.name})")
+            raise UsageError(f"{parsed.name}: give the layout only, no tag or digest")
         key = (parsed.transport, os.path.abspath(parsed.path))
         target = self._layouts.get(key)
         if target is None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import IO, Callable, Iterator
 
 from ..errors import IntegrityError, NotFoundError, UnsafeContentError, UsageError
-from .files import CHUNK, blob_name
+from .files import CHUNK, Readable, blob_name
 from .index import INDEX_FILE, LAYOUT_FILE
 
 #: More members than this is no layout ocimodel wrote or could use; refused before indexing more.
@@ -91,7 +91,7 @@ class TarLayout:
         self.members = _index_members(path, name)
 
     @contextmanager
-    def _member(self, member: str) -> Iterator[IO[bytes] | None]:
+    def _member(self, member: str) -> Iterator[Readable | None]:
         found = self.members.get(member)
         if found is None:
             yield None
@@ -114,7 +114,7 @@ class TarLayout:
         return None if found is None else found.size
 
     @contextmanager
-    def open_blob(self, digest: str) -> Iterator[IO[bytes] | None]:
+    def open_blob(self, digest: str) -> Iterator[Readable | None]:
         with self._member("blobs/sha256/" + blob_name(digest)) as handle:
             yield handle
 
@@ -151,7 +151,7 @@ class _Slice:
 
 
 #: A member to write: its name, size, and how to open its bytes (a context manager).
-Source = tuple[str, int, Callable[[], AbstractContextManager[IO[bytes] | None]]]
+Source = tuple[str, int, Callable[[], AbstractContextManager[Readable | None]]]
 
 
 def write_archive(path: str, files: list[Source]) -> None:
@@ -190,7 +190,7 @@ def write_archive(path: str, files: list[Source]) -> None:
 class _Checked:
     """A source that must hold exactly ``size`` bytes (tarfile would pad a short one silently)."""
 
-    def __init__(self, source: IO[bytes], size: int, name: str) -> None:
+    def __init__(self, source: Readable, size: int, name: str) -> None:
         self._source, self._left, self._name = source, size, name
 
     def read(self, n: int = CHUNK) -> bytes:

@@ -23,8 +23,8 @@ import os
 import secrets
 import stat
 import threading
-from contextlib import contextmanager
-from typing import IO, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import IO, Iterable, Iterator, Protocol
 
 from ..errors import DigestMismatchError, IntegrityError, NotFoundError, SizeMismatchError, UnsafeContentError, UsageError
 from ..reference import validate_digest
@@ -35,6 +35,14 @@ _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 LOCK_FILE = ".ocimodel.lock"
 TEMP_PREFIX = ".tmp-"
 CHUNK = 1024 * 1024
+
+
+class Readable(Protocol):
+    """What a store hands out for a blob: a file, or a member of an archive read in place."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, /) -> object: ...
 
 
 def blob_name(digest: str) -> str:
@@ -129,12 +137,15 @@ class LayoutDir:
 
     def blob_size(self, digest: str) -> int | None:
         """The size of the blob file ``digest``; None if absent."""
-        with self.open_blob(digest) as handle:
+        with self._open_blob(digest) as handle:
             return None if handle is None else os.fstat(handle.fileno()).st_size
 
-    @contextmanager
-    def open_blob(self, digest: str) -> Iterator[IO[bytes] | None]:
+    def open_blob(self, digest: str) -> AbstractContextManager[Readable | None]:
         """The blob file ``digest`` (unverified bytes), or None if absent."""
+        return self._open_blob(digest)
+
+    @contextmanager
+    def _open_blob(self, digest: str) -> Iterator[IO[bytes] | None]:
         name = blob_name(digest)
         with self._dir("blobs", "sha256") as fd:
             handle = None if fd is None else _open_file(name, fd, f"{self.name}/blobs/sha256/{name}")

@@ -60,14 +60,6 @@ class LayoutReference:
         """``oci:PATH`` (no tag or digest): how messages and records name the layout."""
         return f"{self.transport}:{self.path}"
 
-    def __str__(self) -> str:
-        out = self.name
-        if self.tag:
-            out += f":{self.tag}"
-        if self.digest:
-            out += f"@{self.digest}"
-        return out
-
 
 def parse_layout_reference(text: str) -> LayoutReference:
     """Parse ``oci:PATH[:REF|@DIGEST]`` or ``oci-archive:FILE[:REF|@DIGEST]``."""

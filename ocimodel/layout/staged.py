@@ -15,10 +15,11 @@ import secrets
 import shutil
 import threading
 from contextlib import contextmanager
-from typing import IO, Iterator
+from functools import partial
+from typing import Iterator
 
 from .archive import Source, TarLayout, write_archive
-from .files import TEMP_PREFIX, LayoutDir
+from .files import TEMP_PREFIX, LayoutDir, Readable
 from .index import INDEX_FILE, LAYOUT_FILE, LAYOUT_HEADER, MAX_INDEX_SIZE
 
 
@@ -54,7 +55,7 @@ class ArchiveStore:
         return self.tar.blob_size(digest) if self.tar else None
 
     @contextmanager
-    def open_blob(self, digest: str) -> Iterator[IO[bytes] | None]:
+    def open_blob(self, digest: str) -> Iterator[Readable | None]:
         if self._staging is not None and self._staging.blob_size(digest) is not None:
             with self._staging.open_blob(digest) as handle:
                 yield handle
@@ -104,7 +105,7 @@ class ArchiveStore:
             tar = self.tar
             for member in tar.blob_members():
                 digest = "sha256:" + member.rpartition("/")[2]
-                members[member] = (member, tar.members[member].size, lambda d=digest: tar.open_blob(d))
+                members[member] = (member, tar.members[member].size, partial(tar.open_blob, digest))
         blobs = os.path.join(staging.path, "blobs", "sha256")
         for hexname in os.listdir(blobs):
             if hexname.startswith(TEMP_PREFIX):
@@ -112,16 +113,16 @@ class ArchiveStore:
             digest = "sha256:" + hexname
             size = staging.blob_size(digest)
             if size is not None:
-                members[f"blobs/sha256/{hexname}"] = (f"blobs/sha256/{hexname}", size, lambda d=digest: staging.open_blob(d))
+                members[f"blobs/sha256/{hexname}"] = (f"blobs/sha256/{hexname}", size, partial(staging.open_blob, digest))
         for name in (INDEX_FILE, LAYOUT_FILE):
             data = staging.read_file(name, MAX_INDEX_SIZE)
             if data is not None:
-                members[name] = (name, len(data), lambda d=data: _bytes(d))
+                members[name] = (name, len(data), partial(_bytes, data))
         return list(members.values())
 
 
 @contextmanager
-def _bytes(data: bytes) -> Iterator[IO[bytes]]:
+def _bytes(data: bytes) -> Iterator[Readable | None]:
     import io
 
     yield io.BytesIO(data)

@@ -12,14 +12,14 @@ oras finds them; :meth:`LayoutTarget.scan_referrers` finds those of layouts oras
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import IO, Callable, Iterable, Iterator, Protocol, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 from .. import jsondoc
 from ..descriptor import DOCKER_MANIFEST_LIST_V2, INDEX_V1, MANIFEST_V1, MAX_MANIFEST_SIZE, Descriptor, check_digest, media_type_of, sha256_digest
 from ..errors import IntegrityError, NotFoundError, SchemaError, SizeMismatchError, UsageError
 from ..storage import BlobStream, FetchedManifest, ManifestPutResult, OpenChunks, TargetRef, VerifyingReader
-from .files import CHUNK, LayoutDir
+from .files import CHUNK, LayoutDir, Readable
 from .index import INDEX_FILE, LAYOUT_FILE, MAX_INDEX_SIZE, MAX_LAYOUT_FILE_SIZE, LayoutIndex, check_layout_header, ref_name
 from .names import LayoutReference, validate_ref_name
 
@@ -36,7 +36,7 @@ class LayoutStore(Protocol):
     def exists(self) -> bool: ...
     def read_file(self, name: str, max_size: int) -> bytes | None: ...
     def blob_size(self, digest: str) -> int | None: ...
-    def open_blob(self, digest: str) -> "contextmanager[IO[bytes] | None]": ...  # type: ignore[valid-type]
+    def open_blob(self, digest: str) -> AbstractContextManager[Readable | None]: ...
     def writer(self) -> LayoutDir: ...
     def close(self, *, commit: bool = True) -> None: ...
 
@@ -44,7 +44,7 @@ class LayoutStore(Protocol):
 class _FileStream:
     """A blob file from ``offset`` to ``size``; an early end is an error, never a short read."""
 
-    def __init__(self, handle: IO[bytes], offset: int, size: int, what: str) -> None:
+    def __init__(self, handle: Readable, offset: int, size: int, what: str) -> None:
         self.offset, self._handle, self._size, self._what = offset, handle, size, what
 
     def chunks(self) -> Iterator[bytes]:
@@ -133,17 +133,21 @@ class LayoutTarget:
         return Descriptor(entry.media_type, entry.digest, entry.size)
 
     def _read_manifest(self, descriptor: Descriptor) -> bytes:
-        if descriptor.size > MAX_MANIFEST_SIZE:
-            raise IntegrityError(f"{self.name}: manifest {descriptor.digest} declares {descriptor.size} bytes; over the limit")
+        return self._read_whole(descriptor, MAX_MANIFEST_SIZE, f"manifest {descriptor.digest} in {self.name}")
+
+    def _read_whole(self, descriptor: Descriptor, max_size: int, what: str) -> bytes:
+        """A small blob in memory, checked against its size and digest."""
+        if descriptor.size > max_size:
+            raise IntegrityError(f"{what}: {descriptor.size} bytes declared, over the {max_size}-byte limit; refusing it")
         with self._open(descriptor) as handle:
-            raw = handle.read(descriptor.size + 1)
-        if len(raw) != descriptor.size:
-            raise SizeMismatchError(f"{self.name}: manifest {descriptor.digest} is {len(raw)} bytes, not {descriptor.size}")
-        check_digest(raw, descriptor.digest, f"manifest in {self.name}")
-        return raw
+            data = handle.read(descriptor.size + 1)
+        if len(data) != descriptor.size:
+            raise SizeMismatchError(f"{what}: {len(data)} bytes, not {descriptor.size}")
+        check_digest(data, descriptor.digest, what)
+        return data
 
     @contextmanager
-    def _open(self, descriptor: Descriptor) -> Iterator[IO[bytes]]:
+    def _open(self, descriptor: Descriptor) -> Iterator[Readable]:
         where = f"{self.name}: blobs/sha256/{descriptor.digest.partition(':')[2]}"
         with self.store.open_blob(descriptor.digest) as handle:
             if handle is None:
@@ -242,14 +246,7 @@ class LayoutTarget:
             consume(_FileStream(handle, start, descriptor.size, label))
 
     def fetch_blob_bytes(self, descriptor: Descriptor, max_size: int = MAX_MANIFEST_SIZE) -> bytes:
-        if descriptor.size > max_size:
-            raise IntegrityError(f"blob {descriptor.digest[:19]} in {self.name}: {descriptor.size} bytes is over the limit")
-        with self._open(descriptor) as handle:
-            data = handle.read(descriptor.size + 1)
-        if len(data) != descriptor.size:
-            raise SizeMismatchError(f"blob {descriptor.digest[:19]} in {self.name}: {len(data)} bytes, not {descriptor.size}")
-        check_digest(data, descriptor.digest, f"blob in {self.name}")
-        return data
+        return self._read_whole(descriptor, max_size, f"blob {descriptor.digest[:19]} in {self.name}")
 
     def blob_exists(self, digest: str) -> bool:
         return self.store.blob_size(digest) is not None
