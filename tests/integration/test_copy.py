@@ -15,11 +15,19 @@ from faultproxy import Fault, FaultProxy
 
 import ocimodel
 from ocimodel.api import Client
-from ocimodel.errors import DigestMismatchError, IntegrityError, NetworkError, UsageError, VerificationError
+from ocimodel.errors import (
+    DigestMismatchError,
+    IntegrityError,
+    NetworkError,
+    UnsafeContentError,
+    UsageError,
+    VerificationError,
+)
 from ocimodel.referrers import list_referrers, merge_into_fallback
 from ocimodel.registry.connection import Connection
 from ocimodel.session import RecordSigning
 from ocimodel.signing.policy import VerificationPolicy
+from ocimodel.transfer.copy import Copier
 
 PASSWORD = "correct horse"
 
@@ -221,3 +229,14 @@ def test_a_listed_referrer_whose_subject_is_another_is_not_copied(registry, sign
     assert stranger.digest not in result.referrers
     with Client(PLAIN) as oc:
         assert oc.locate(f"{registry.host}/{repo}-strict:2.0").target.resolve(stranger.digest) is None
+
+
+def test_a_source_listing_without_end_is_refused(registry, signed_model, repo):
+    ref, _ = signed_model
+    with Client(PLAIN) as oc:
+        source = oc.locate(ref)
+        target = oc.locate(f"{registry.host}/{repo}-bounded:2.0")
+        copier = Copier(source.target, target.target, max_manifests=3)
+        root = copier.manifest("2.0")
+        with pytest.raises(UnsafeContentError, match="more than 3 manifests"):
+            copier.attached(root.digest)
