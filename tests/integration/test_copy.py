@@ -8,6 +8,7 @@ mounts. Requests are counted, and faults injected, with the TCP fault proxy.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def key_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCIMODEL_KEY_PASSWORD", PASSWORD)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return ocimodel.keygen(tmp_path_factory.mktemp("keys") / "copy", password=PASSWORD.encode())
 
@@ -59,20 +60,28 @@ def write_model(root: Path, sizes: tuple[int, ...] = (3000, 5000)) -> Path:
     return root
 
 
-@pytest.fixture
-def signed_model(registry, repo, docker_config, tmp_path, keypair):
+def make_signed_model(registry, repo: str, workdir: Path, keypair) -> tuple[str, str]:
     """v1 and v2 pushed; v2 signed; prod: v1 then v2, each record signed (a signature on a
     promotion record: referrers two levels deep). Returns (ref of v2, digest of v2)."""
     private, _ = keypair
-    with Client(PLAIN) as oc:
-        base = f"{registry.host}/{repo}"
-        oc.push(write_model(tmp_path / "v1"), f"{base}:1.0", code=False)
-        digest = oc.push(write_model(tmp_path / "v2"), f"{base}:2.0", code=False).digest
-        oc.sign(f"{base}:2.0", key=private)
-        signing = RecordSigning(key=private)
-        oc.promote(f"{base}:1.0", "prod", reason="first", sign_record=signing)
-        oc.promote(f"{base}:2.0", "prod", reason="second", sign_record=signing)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OCIMODEL_KEY_PASSWORD", PASSWORD)
+        env.setenv("DOCKER_CONFIG", str(workdir / "docker-config"))
+        with Client(PLAIN) as oc:
+            base = f"{registry.host}/{repo}"
+            oc.push(write_model(workdir / "v1"), f"{base}:1.0", code=False)
+            digest = oc.push(write_model(workdir / "v2"), f"{base}:2.0", code=False).digest
+            oc.sign(f"{base}:2.0", key=private)
+            signing = RecordSigning(key=private)
+            oc.promote(f"{base}:1.0", "prod", reason="first", sign_record=signing)
+            oc.promote(f"{base}:2.0", "prod", reason="second", sign_record=signing)
     return f"{base}:2.0", digest
+
+
+@pytest.fixture(scope="session")
+def signed_model(registry, tmp_path_factory, keypair) -> tuple[str, str]:
+    """One signed and promoted model for every copy test (read only: copies go elsewhere)."""
+    return make_signed_model(registry, f"copy/{uuid.uuid4().hex[:8]}", tmp_path_factory.mktemp("signed"), keypair)
 
 
 def key_policy(keypair) -> VerificationPolicy:
@@ -89,7 +98,8 @@ def test_registry_to_tls_registry_keeps_digests_signatures_and_history(
     registry, tls_basic_registry, signed_model, keypair, repo
 ):
     ref, digest = signed_model
-    dst = f"{tls_basic_registry.host}/{repo}:2.0"
+    # The same repository path on another registry: records name the repository they were made in.
+    dst = ref.replace(registry.host, tls_basic_registry.host, 1)
     result = ocimodel.copy(ref, dst, connection=PLAIN, to_connection=tls(tls_basic_registry), tags=True)
     assert result.digest == digest
     assert set(result.tags) == {"2.0", "prod", "ocimodel.history.prod"}
@@ -216,8 +226,8 @@ def test_a_blob_that_does_not_match_is_never_committed(registry, repo, docker_co
         stored.write_bytes(data)
 
 
-def test_a_listed_referrer_whose_subject_is_another_is_not_copied(registry, signed_model, repo):
-    ref, digest = signed_model
+def test_a_listed_referrer_whose_subject_is_another_is_not_copied(registry, repo, tmp_path, keypair):
+    ref, digest = make_signed_model(registry, repo, tmp_path, keypair)  # its own: the source is changed
     base = ref.rsplit(":", 1)[0]
     with Client(PLAIN) as oc:
         target = oc.locate(ref).target

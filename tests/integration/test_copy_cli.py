@@ -109,8 +109,8 @@ def test_usage_errors(registry, repo, cli_env, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_gib_copy_streams_in_flat_memory(registry, tls_basic_registry, repo, tmp_path, docker_config):
-    size = 1024**3 + 12345
+def test_a_large_copy_streams_in_flat_memory(registry, tls_basic_registry, repo, tmp_path, docker_config):
+    size = 512 * 1024**2 + 12345  # far beyond what the pieces in flight hold
     model = tmp_path / "big.bin"
     with open(model, "wb") as f:  # random head and tail around a sparse middle
         f.write(os.urandom(4 << 20))
