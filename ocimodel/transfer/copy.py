@@ -41,7 +41,15 @@ from ..descriptor import (
     Manifest,
     media_type_of,
 )
-from ..errors import IntegrityError, NetworkError, OcimodelError, SchemaError, StalledError, UnsafeContentError, UsageError
+from ..errors import (
+    NetworkError,
+    NotFoundError,
+    OcimodelError,
+    SchemaError,
+    StalledError,
+    UnsafeContentError,
+    UsageError,
+)
 from ..jsondoc import load_object
 from ..referrers import list_referrers, merge_into_fallback
 from ..storage import FetchedManifest, Mounter, Target, TargetRef
@@ -381,7 +389,14 @@ class Copier:
         None if it is not one (the source's list said so, its manifest does not)."""
         if digest in self._referrers:
             return None
-        fetched = self.src.fetch_manifest(digest)
+        try:
+            fetched = self.src.fetch_manifest(digest)
+        except NotFoundError:
+            # A dangling entry (a deleted signature, say): the source cannot give it, and the
+            # destination will not list it. A referrer that fails its digest still stops the copy.
+            logger.warning("%s lists %s as a referrer of %s, but has no such manifest; not copied",
+                           self.src.name, digest, subject)
+            return None
         node = _node(fetched, f"referrer {digest} of {subject} in {self.src.name}")
         if node.subject is None or node.subject.digest != subject:
             logger.warning("%s lists %s as a referrer of %s, but its subject says otherwise; not copied",

@@ -16,6 +16,7 @@ from faultproxy import Fault, FaultProxy
 
 import ocimodel
 from ocimodel.api import Client
+from ocimodel.descriptor import EMPTY_V1
 from ocimodel.errors import (
     DigestMismatchError,
     IntegrityError,
@@ -24,7 +25,7 @@ from ocimodel.errors import (
     UsageError,
     VerificationError,
 )
-from ocimodel.referrers import list_referrers, merge_into_fallback
+from ocimodel.referrers import attach, list_referrers, merge_into_fallback, referrer_manifest
 from ocimodel.registry.connection import Connection
 from ocimodel.session import RecordSigning
 from ocimodel.signing.policy import VerificationPolicy
@@ -250,3 +251,21 @@ def test_a_source_listing_without_end_is_refused(registry, signed_model, repo):
         root = copier.manifest("2.0")
         with pytest.raises(UnsafeContentError, match="more than 3 manifests"):
             copier.attached(root.digest)
+
+
+def test_a_dangling_referrer_entry_is_left_behind(registry, repo, docker_config, tmp_path):
+    with Client(PLAIN) as oc:
+        ref = f"{registry.host}/{repo}:1.0"
+        digest = oc.push(write_model(tmp_path / "m"), ref, code=False).digest
+        target = oc.locate(ref).target
+        subject = target.resolve(digest)
+        assert subject is not None
+        layer = target.push_blob_bytes("application/spdx+json", b"{}")
+        target.push_blob_bytes(EMPTY_V1, b"{}")
+        ghost = referrer_manifest(subject, layer, "application/spdx+json", {})
+        attach(target, ghost)
+        target.delete_manifest(ghost.digest)  # still listed in the fallback index, gone itself
+    result = ocimodel.copy(ref, f"{registry.host}/{repo}-ghost:1.0", connection=PLAIN)
+    assert result.digest == digest and result.referrers == []
+    with Client(PLAIN) as oc:
+        assert list_referrers(oc.locate(f"{registry.host}/{repo}-ghost:1.0").target, digest) == []

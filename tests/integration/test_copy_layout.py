@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import tarfile
-from pathlib import Path
 
-import pytest
 from process_helpers import run
 from test_copy import (  # noqa: F401 - fixtures
     PLAIN,
