@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit bench bench-scan registry-binary clean
+.PHONY: demo test test-unit bench bench-copy bench-scan registry-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-unit: $(STAMP)
 
 bench: $(STAMP) registry-binary
 	$(BIN)/python benchmarks/transfer.py $(BENCH_ARGS)
+
+# Registry -> registry copy against skopeo copy and a pull + push (skopeo: apt-get install skopeo).
+bench-copy: $(STAMP) registry-binary
+	$(BIN)/python benchmarks/copy.py $(BENCH_ARGS)
 
 # The scanner against picklescan, modelscan and fickling on the test corpus (no registry needed).
 bench-scan: $(STAMP)

@@ -23,8 +23,10 @@ subject is not copied; the walk is bounded (:data:`MAX_MANIFESTS`, :data:`MAX_DE
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -39,10 +41,19 @@ from ..descriptor import (
     Manifest,
     media_type_of,
 )
-from ..errors import IntegrityError, NetworkError, OcimodelError, SchemaError, StalledError, UnsafeContentError, UsageError
+from ..errors import (
+    NetworkError,
+    NotFoundError,
+    OcimodelError,
+    SchemaError,
+    StalledError,
+    UnsafeContentError,
+    UsageError,
+)
 from ..jsondoc import load_object
 from ..referrers import list_referrers, merge_into_fallback
 from ..storage import FetchedManifest, Mounter, Target, TargetRef
+from .allocator import tune_for_streaming
 from .observer import NullObserver, TransferObserver
 from .parallel import DEFAULT_CONCURRENCY, run_all
 
@@ -56,6 +67,11 @@ MAX_DEPTH = 32
 #: Attempts at one blob when the *source* breaks off (a destination's failures are retried by
 #: the destination itself); each attempt starts the blob over.
 SOURCE_ATTEMPTS = 3
+
+#: Fallback indexes updated side by side at the end of a copy.
+MAX_LISTINGS_AT_ONCE = 8
+#: Pieces (each at most ~1 MiB) read ahead of the upload, per blob in flight.
+QUEUE_PIECES = 8
 
 COPIED, SKIPPED, MOUNTED = "copied", "skipped", "mounted"
 
@@ -166,6 +182,13 @@ def _node(fetched: FetchedManifest, what: str) -> _Node:
     raise SchemaError(f"{what} has media type {media_type!r}, which ocimodel cannot copy")
 
 
+def _index_entry(fetched: FetchedManifest, node: _Node) -> Descriptor:
+    """A referrer's entry in its subject's referrers index (as :func:`ocimodel.referrers.index_entry`
+    writes it: from the referrer's own manifest, not from the source's listing)."""
+    return Descriptor(media_type=fetched.media_type, digest=fetched.digest, size=len(fetched.raw),
+                      artifact_type=node.artifact_type, annotations=dict(node.annotations))
+
+
 class _SourceFailed(Exception):
     """Raised out of an upload's body when the source, not the destination, failed: the
     destination's client must not take it for its own failure (nor retry it as one)."""
@@ -198,8 +221,8 @@ class Copier:
         self.referrers: list[str] = []
         self._referrers: set[str] = set()
         self._lock = threading.Lock()
-        self._blobs: set[str] = set()
-        self._manifests: dict[str, _Node | None] = {}  # None: already at the destination, not descended
+        self._blobs: dict[str, Future[None]] = {}  # claimed by the task moving it
+        self._manifests: set[str] = set()  # claimed by this copy (stored, or found at the destination)
 
     def _record(self, kind: str, digest: str, size: int, action: str) -> None:
         with self._lock:
@@ -211,26 +234,28 @@ class Copier:
         """Copy the manifest ``reference`` names (a digest, or a tag of the source) and
         everything it references, but not its referrers; returns it as fetched (verified)."""
         fetched = self.src.fetch_manifest(reference)
-        self._copy_fetched(fetched, depth)
+        self.copy_fetched(fetched, depth)
         return fetched
 
-    def _copy_fetched(self, fetched: FetchedManifest, depth: int) -> None:
+    def copy_fetched(self, fetched: FetchedManifest, depth: int = 0) -> None:
+        """:meth:`manifest` for a manifest already fetched (and verified)."""
         digest = fetched.digest
-        if digest in self._manifests:
-            return
-        if len(self._manifests) >= self.max_manifests:
-            raise UnsafeContentError(
-                f"{self.src.name} lists more than {self.max_manifests} manifests under the copied model; refusing to go on"
-            )
+        with self._lock:
+            if digest in self._manifests:
+                return
+            if len(self._manifests) >= self.max_manifests:
+                raise UnsafeContentError(
+                    f"{self.src.name} lists more than {self.max_manifests} manifests under the copied model; "
+                    "refusing to go on"
+                )
+            self._manifests.add(digest)
         if depth > MAX_DEPTH:
             raise UnsafeContentError(f"{self.src.name}: manifests nest deeper than {MAX_DEPTH} levels; refusing to go on")
         if self.dst.resolve(digest) is not None:
             # Stored after everything under it (by this copy or any writer): nothing to descend into.
-            self._manifests[digest] = None
             self._record("manifest", digest, len(fetched.raw), SKIPPED)
             return
         node = _node(fetched, f"manifest {digest} in {self.src.name}")
-        self._manifests[digest] = node
         for child in node.children:
             self.manifest(child.digest, depth + 1)
         run_all(self.blob, list(node.blobs), self.concurrency)
@@ -240,17 +265,26 @@ class Copier:
     # -- blobs ---------------------------------------------------------------------------------
 
     def blob(self, descriptor: Descriptor) -> None:
-        """Copy one blob unless the destination has it (or another task of this copy has it)."""
+        """Copy one blob unless the destination has it; a blob another task of this copy is
+        moving is waited for (a manifest naming it must not be stored before it)."""
         with self._lock:
-            if descriptor.digest in self._blobs:
-                return
-            self._blobs.add(descriptor.digest)
+            claimed = self._blobs.get(descriptor.digest)
+            if claimed is None:
+                mine: Future[None] = Future()
+                self._blobs[descriptor.digest] = mine
+        if claimed is not None:
+            claimed.result()
+            return
         name = f"copy {descriptor.title or descriptor.digest[7:19]}"
         self.observer.begin(name, descriptor.size)
         try:
             action = self._blob_attempts(descriptor, partial(self.observer.advance, name))
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
         finally:
             self.observer.end(name)
+        mine.set_result(None)
         self._record("blob", descriptor.digest, descriptor.size, action)
 
     def _blob_attempts(self, descriptor: Descriptor, progress: Callable[[int], None]) -> str:
@@ -279,28 +313,61 @@ class Copier:
 
     def _stream(self, descriptor: Descriptor) -> Iterator[bytes]:
         """The blob from the source, verified on the way: the last piece comes only after the
-        whole blob matched its size and digest, so a wrong blob never completes an upload."""
+        whole blob matched its size and digest, so a wrong blob never completes an upload.
+
+        A second thread reads and hashes (both release the GIL) while this one sends, through
+        a queue of at most :data:`QUEUE_PIECES` pieces: the two sides overlap in flat memory.
+        """
+        pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=QUEUE_PIECES)
+        stop = threading.Event()
+
+        def put(item: bytes | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    pieces.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                with self.src.open_blob(descriptor, f"blob {descriptor.digest} in {self.src.name}") as reader:
+                    for piece in reader.pieces():
+                        if not put(piece):
+                            return  # the upload stopped: stop reading
+                    reader.verify()
+                put(None)
+            except BaseException as exc:  # handed to the sending side, which raises it
+                put(exc)
+
+        reading = threading.Thread(target=read, name="ocimodel-copy-read", daemon=True)
+        reading.start()
         try:
-            with self.src.open_blob(descriptor, f"blob {descriptor.digest} in {self.src.name}") as reader:
-                held: bytes | None = None
-                for piece in reader.pieces():
-                    if held is not None:
-                        yield held
-                    held = piece
-                reader.verify()
+            held: bytes | None = None
+            while (item := pieces.get()) is not None:
+                if isinstance(item, OcimodelError):
+                    raise _SourceFailed(item)
+                if isinstance(item, BaseException):
+                    raise item
                 if held is not None:
                     yield held
-        except OcimodelError as exc:
-            raise _SourceFailed(exc) from None
+                held = item
+            if held is not None:
+                yield held
+        finally:
+            stop.set()
+            reading.join()
 
     # -- referrers -----------------------------------------------------------------------------
 
     def attached(self, subject: str, depth: int = 0) -> None:
         """Copy everything attached to ``subject`` (already copied), recursively, and make it
         findable from the subject at the destination."""
-        queue: deque[tuple[str, int]] = deque([(subject, depth)])
-        while queue:
-            current, level = queue.popleft()
+        waiting: deque[tuple[str, int]] = deque([(subject, depth)])
+        listings: list[tuple[str, list[Descriptor]]] = []
+        while waiting:
+            current, level = waiting.popleft()
             if level > MAX_DEPTH:
                 raise UnsafeContentError(
                     f"{self.src.name}: referrers of referrers go deeper than {MAX_DEPTH} levels; refusing to go on"
@@ -310,27 +377,36 @@ class Copier:
                 entry = self._referrer(current, listed.digest, level)
                 if entry is not None:
                     entries.append(entry)
-                    queue.append((entry.digest, level + 1))
+                    waiting.append((entry.digest, level + 1))
             if entries:
-                self._list_at_destination(current, entries)
+                listings.append((current, entries))
+        # Every referrer is stored by now; each subject's index update waits to settle, so
+        # they run side by side rather than one settle time after another.
+        run_all(lambda pair: self._list_at_destination(*pair), listings, min(len(listings), MAX_LISTINGS_AT_ONCE))
 
     def _referrer(self, subject: str, digest: str, level: int) -> Descriptor | None:
         """Copy the referrer ``digest`` of ``subject``; its entry for a referrers index, or
         None if it is not one (the source's list said so, its manifest does not)."""
         if digest in self._referrers:
             return None
-        fetched = self.src.fetch_manifest(digest)
+        try:
+            fetched = self.src.fetch_manifest(digest)
+        except NotFoundError:
+            # A dangling entry (a deleted signature, say): the source cannot give it, and the
+            # destination will not list it. A referrer that fails its digest still stops the copy.
+            logger.warning("%s lists %s as a referrer of %s, but has no such manifest; not copied",
+                           self.src.name, digest, subject)
+            return None
         node = _node(fetched, f"referrer {digest} of {subject} in {self.src.name}")
         if node.subject is None or node.subject.digest != subject:
             logger.warning("%s lists %s as a referrer of %s, but its subject says otherwise; not copied",
                            self.src.name, digest, subject)
             return None
-        self._copy_fetched(fetched, level + 1)
+        self.copy_fetched(fetched, level + 1)
         with self._lock:
             self.referrers.append(digest)
             self._referrers.add(digest)
-        return Descriptor(media_type=fetched.media_type, digest=digest, size=len(fetched.raw),
-                          artifact_type=node.artifact_type, annotations=dict(node.annotations))
+        return _index_entry(fetched, node)
 
     def _list_at_destination(self, subject: str, entries: list[Descriptor]) -> None:
         """Make ``entries`` findable from ``subject`` at the destination: a store that indexes
@@ -348,9 +424,7 @@ class Copier:
         fetched = self.manifest(digest)
         node = _node(fetched, f"manifest {digest} in {self.src.name}")
         if node.subject is not None:
-            entry = Descriptor(media_type=fetched.media_type, digest=digest, size=len(fetched.raw),
-                               artifact_type=node.artifact_type, annotations=dict(node.annotations))
-            self._list_at_destination(node.subject.digest, [entry])
+            self._list_at_destination(node.subject.digest, [_index_entry(fetched, node)])
         self.attached(digest)
 
     # -- tags ----------------------------------------------------------------------------------
@@ -384,12 +458,23 @@ def copy(
     for the destination copies by digest only); a destination digest must be the source's.
     ``carry(digest)`` says which other tags (and the manifests they need) go along.
     """
+    tune_for_streaming()
     copier = Copier(source.target, destination.target, observer=observer, concurrency=concurrency)
-    root = copier.manifest(source.identifier)
+    root = source.target.fetch_manifest(source.identifier)
     if destination.digest and destination.digest != root.digest:
         raise UsageError(f"{source} is {root.digest}, not the {destination.digest} the destination names")
-    if referrers:
-        copier.attached(root.digest)
+    if referrers and destination.target.resolve(root.digest) is None:
+        # A store's first write happens alone (an OCI layout being created cannot be read
+        # until it is): the root's first blob, the config, before anything runs side by side.
+        first = _node(root, f"manifest {root.digest} in {source.target.name}").blobs[:1]
+        run_all(copier.blob, list(first), 1)
+    # The referrers (small, but each subject's fallback index waits to settle) move alongside
+    # the model's blobs: a store takes a referrer before its subject, and tags come last anyway.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocimodel-referrers") as side:
+        attached = side.submit(copier.attached, root.digest) if referrers else None
+        copier.copy_fetched(root)  # on failure, leaving the block waits for the side task
+        if attached is not None:
+            attached.result()
     tags: dict[str, str] = {}
     dst_tag = destination.tag if destination.tag or destination.digest else source.tag
     if dst_tag:

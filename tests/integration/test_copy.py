@@ -8,6 +8,7 @@ mounts. Requests are counted, and faults injected, with the TCP fault proxy.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,20 @@ from faultproxy import Fault, FaultProxy
 
 import ocimodel
 from ocimodel.api import Client
-from ocimodel.errors import DigestMismatchError, IntegrityError, NetworkError, UsageError, VerificationError
-from ocimodel.referrers import list_referrers, merge_into_fallback
+from ocimodel.descriptor import EMPTY_V1
+from ocimodel.errors import (
+    DigestMismatchError,
+    IntegrityError,
+    NetworkError,
+    UnsafeContentError,
+    UsageError,
+    VerificationError,
+)
+from ocimodel.referrers import attach, list_referrers, merge_into_fallback, referrer_manifest
 from ocimodel.registry.connection import Connection
 from ocimodel.session import RecordSigning
 from ocimodel.signing.policy import VerificationPolicy
+from ocimodel.transfer.copy import Copier
 
 PASSWORD = "correct horse"
 
@@ -31,7 +41,7 @@ def key_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCIMODEL_KEY_PASSWORD", PASSWORD)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return ocimodel.keygen(tmp_path_factory.mktemp("keys") / "copy", password=PASSWORD.encode())
 
@@ -51,20 +61,28 @@ def write_model(root: Path, sizes: tuple[int, ...] = (3000, 5000)) -> Path:
     return root
 
 
-@pytest.fixture
-def signed_model(registry, repo, docker_config, tmp_path, keypair):
+def make_signed_model(registry, repo: str, workdir: Path, keypair) -> tuple[str, str]:
     """v1 and v2 pushed; v2 signed; prod: v1 then v2, each record signed (a signature on a
     promotion record: referrers two levels deep). Returns (ref of v2, digest of v2)."""
     private, _ = keypair
-    with Client(PLAIN) as oc:
-        base = f"{registry.host}/{repo}"
-        oc.push(write_model(tmp_path / "v1"), f"{base}:1.0", code=False)
-        digest = oc.push(write_model(tmp_path / "v2"), f"{base}:2.0", code=False).digest
-        oc.sign(f"{base}:2.0", key=private)
-        signing = RecordSigning(key=private)
-        oc.promote(f"{base}:1.0", "prod", reason="first", sign_record=signing)
-        oc.promote(f"{base}:2.0", "prod", reason="second", sign_record=signing)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OCIMODEL_KEY_PASSWORD", PASSWORD)
+        env.setenv("DOCKER_CONFIG", str(workdir / "docker-config"))
+        with Client(PLAIN) as oc:
+            base = f"{registry.host}/{repo}"
+            oc.push(write_model(workdir / "v1"), f"{base}:1.0", code=False)
+            digest = oc.push(write_model(workdir / "v2"), f"{base}:2.0", code=False).digest
+            oc.sign(f"{base}:2.0", key=private)
+            signing = RecordSigning(key=private)
+            oc.promote(f"{base}:1.0", "prod", reason="first", sign_record=signing)
+            oc.promote(f"{base}:2.0", "prod", reason="second", sign_record=signing)
     return f"{base}:2.0", digest
+
+
+@pytest.fixture(scope="session")
+def signed_model(registry, tmp_path_factory, keypair) -> tuple[str, str]:
+    """One signed and promoted model for every copy test (read only: copies go elsewhere)."""
+    return make_signed_model(registry, f"copy/{uuid.uuid4().hex[:8]}", tmp_path_factory.mktemp("signed"), keypair)
 
 
 def key_policy(keypair) -> VerificationPolicy:
@@ -81,7 +99,8 @@ def test_registry_to_tls_registry_keeps_digests_signatures_and_history(
     registry, tls_basic_registry, signed_model, keypair, repo
 ):
     ref, digest = signed_model
-    dst = f"{tls_basic_registry.host}/{repo}:2.0"
+    # The same repository path on another registry: records name the repository they were made in.
+    dst = ref.replace(registry.host, tls_basic_registry.host, 1)
     result = ocimodel.copy(ref, dst, connection=PLAIN, to_connection=tls(tls_basic_registry), tags=True)
     assert result.digest == digest
     assert set(result.tags) == {"2.0", "prod", "ocimodel.history.prod"}
@@ -208,8 +227,8 @@ def test_a_blob_that_does_not_match_is_never_committed(registry, repo, docker_co
         stored.write_bytes(data)
 
 
-def test_a_listed_referrer_whose_subject_is_another_is_not_copied(registry, signed_model, repo):
-    ref, digest = signed_model
+def test_a_listed_referrer_whose_subject_is_another_is_not_copied(registry, repo, tmp_path, keypair):
+    ref, digest = make_signed_model(registry, repo, tmp_path, keypair)  # its own: the source is changed
     base = ref.rsplit(":", 1)[0]
     with Client(PLAIN) as oc:
         target = oc.locate(ref).target
@@ -221,3 +240,32 @@ def test_a_listed_referrer_whose_subject_is_another_is_not_copied(registry, sign
     assert stranger.digest not in result.referrers
     with Client(PLAIN) as oc:
         assert oc.locate(f"{registry.host}/{repo}-strict:2.0").target.resolve(stranger.digest) is None
+
+
+def test_a_source_listing_without_end_is_refused(registry, signed_model, repo):
+    ref, _ = signed_model
+    with Client(PLAIN) as oc:
+        source = oc.locate(ref)
+        target = oc.locate(f"{registry.host}/{repo}-bounded:2.0")
+        copier = Copier(source.target, target.target, max_manifests=3)
+        root = copier.manifest("2.0")
+        with pytest.raises(UnsafeContentError, match="more than 3 manifests"):
+            copier.attached(root.digest)
+
+
+def test_a_dangling_referrer_entry_is_left_behind(registry, repo, docker_config, tmp_path):
+    with Client(PLAIN) as oc:
+        ref = f"{registry.host}/{repo}:1.0"
+        digest = oc.push(write_model(tmp_path / "m"), ref, code=False).digest
+        target = oc.locate(ref).target
+        subject = target.resolve(digest)
+        assert subject is not None
+        layer = target.push_blob_bytes("application/spdx+json", b"{}")
+        target.push_blob_bytes(EMPTY_V1, b"{}")
+        ghost = referrer_manifest(subject, layer, "application/spdx+json", {})
+        attach(target, ghost)
+        target.delete_manifest(ghost.digest)  # still listed in the fallback index, gone itself
+    result = ocimodel.copy(ref, f"{registry.host}/{repo}-ghost:1.0", connection=PLAIN)
+    assert result.digest == digest and result.referrers == []
+    with Client(PLAIN) as oc:
+        assert list_referrers(oc.locate(f"{registry.host}/{repo}-ghost:1.0").target, digest) == []

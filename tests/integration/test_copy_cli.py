@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from process_helpers import run
+from process_helpers import run, run_with_rusage
 from registry_fixtures import LocalServer, RecordedRequest, Reply
 
 from ocimodel.api import Client
@@ -106,3 +106,23 @@ def test_usage_errors(registry, repo, cli_env, tmp_path: Path):
     assert out.returncode == 4 and out.stderr.startswith("error: "), out.stderr
     out = run("copy", "UPPER/x:1", f"{registry.host}/{repo}:1.0", "--plain-http", env=cli_env)
     assert out.returncode == 2 and "lowercase" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_large_copy_streams_in_flat_memory(registry, tls_basic_registry, repo, tmp_path, docker_config):
+    size = 512 * 1024**2 + 12345  # far beyond what the pieces in flight hold
+    model = tmp_path / "big.bin"
+    with open(model, "wb") as f:  # random head and tail around a sparse middle
+        f.write(os.urandom(4 << 20))
+        f.seek(size - (4 << 20))
+        f.write(os.urandom(4 << 20))
+    env = {**os.environ, "DOCKER_CONFIG": str(docker_config)}
+    ref = f"{registry.host}/{repo}:big"
+    code, _, err, _, _ = run_with_rusage(["push", str(model), ref, "--no-git", "--plain-http"], env)
+    assert code == 0, err
+    args = ["copy", ref, f"{tls_basic_registry.host}/{repo}:big", "--from-plain-http", "--json",
+            *tls_side(tls_basic_registry, "to")]
+    code, out, err, rss, _ = run_with_rusage(args, env)
+    assert code == 0, err
+    assert json.loads(out)["blobs"]["copiedBytes"] > size
+    assert rss < 150 * 1024, f"copy peaked at {rss // 1024} MiB"

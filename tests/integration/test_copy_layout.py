@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import json
 import tarfile
-from pathlib import Path
 
-import pytest
 from process_helpers import run
-from test_copy import PLAIN, comparable, key_password, key_policy, keypair, signed_model, tls  # noqa: F401 - fixtures
+from test_copy import (  # noqa: F401 - fixtures
+    PLAIN,
+    comparable,
+    key_password,
+    key_policy,
+    keypair,
+    make_signed_model,
+    signed_model,
+    tls,
+)
 
 import ocimodel
 from ocimodel.api import Client
 from ocimodel.referrers import list_referrers
 
 
-def test_registry_to_archive_to_another_registry(registry, tls_basic_registry, signed_model, keypair, repo, tmp_path):
-    ref, digest = signed_model
+def test_registry_to_archive_to_another_registry(registry, tls_basic_registry, keypair, repo, tmp_path):
+    ref, digest = make_signed_model(registry, repo, tmp_path, keypair)  # its own: the far side reuses its path
     archive = f"oci-archive:{tmp_path / 'm.tar'}"
     out = ocimodel.copy(ref, archive, connection=PLAIN, tags=True)
     assert out.digest == digest and set(out.tags) == {"2.0", "prod", "ocimodel.history.prod"}
