@@ -170,10 +170,16 @@ class LayoutDir:
                 self._prepare_locked()
             self._prepared = True
 
+    def foreign_content(self) -> list[str]:
+        """What the directory holds besides what a writer creating the layout makes before its
+        ``oci-layout`` file (written last): a directory without ``oci-layout`` and with nothing
+        foreign is a layout not created yet (or being created by another thread or process)."""
+        ours = ("blobs", INDEX_FILE, LOCK_FILE)
+        return [n for n in os.listdir(self.path) if n not in ours and not n.startswith(TEMP_PREFIX)]
+
     def _refuse_foreign(self) -> None:
         # What a writer killed while creating the layout leaves is no foreign content.
-        ours = ("blobs", INDEX_FILE, LOCK_FILE)
-        found = [n for n in os.listdir(self.path) if n not in ours and not n.startswith(TEMP_PREFIX)]
+        found = self.foreign_content()
         if found and self.read_file(LAYOUT_FILE, 64 * 1024) is None:
             raise UsageError(f"{self.name}: {self.path!r} is neither empty nor an OCI image layout; not writing into it")
 

@@ -91,10 +91,17 @@ class LayoutTarget:
         return LayoutIndex.parse(raw, self.name)
 
     def _empty_directory(self) -> bool:
+        """An empty directory, or one a writer is creating a layout in (another thread of this
+        command, or another process): no layout yet, so nothing in it."""
         import os
 
         path = self.reference.path
-        return not self.reference.archive and os.path.isdir(path) and not os.listdir(path)
+        if self.reference.archive or not os.path.isdir(path) or LayoutDir(path, self.name).foreign_content():
+            return False
+        # A creating writer writes an empty index.json, then oci-layout: an index with entries
+        # and no oci-layout is a broken layout, not one being made.
+        raw = self.store.read_file(INDEX_FILE, MAX_INDEX_SIZE)
+        return raw is None or not LayoutIndex.parse(raw, self.name).entries
 
     def default_ref(self) -> TargetRef:
         """What ``oci:PATH`` names without a tag: ``latest`` if the layout has it (or is new),

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ocimodel import api
+from ocimodel.api import Client
 from ocimodel.errors import ExitCode, OcimodelError
 
 
@@ -217,3 +218,19 @@ def test_a_failed_archive_push_leaves_the_archive_as_it_was(layout, tmp_path):
         api.push(tmp_path / "no-such-model", f"oci-archive:{archive}:v2", code=False, use_cache=False)
     assert archive.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".keep.tar")] == []
+
+
+def test_a_layout_being_created_reads_as_empty_not_as_foreign(tmp_path):
+    """What a writer has made before its oci-layout file (written last): another thread of the
+    same copy, reading meanwhile, sees no models rather than "not an OCI image layout"."""
+    root = tmp_path / "new"
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    (root / ".ocimodel.lock").write_text("")
+    (tmp_path / "empty").mkdir()
+    with Client() as client:
+        for directory in (root, tmp_path / "empty"):  # the same answers as an empty directory
+            target = client.locate(f"oci:{directory}:v1").target
+            assert target.resolve("v1") is None and not target.blob_exists("sha256:" + "0" * 64)
+            with pytest.raises(OcimodelError, match="no OCI image layout there"):
+                target.tags()
