@@ -216,3 +216,17 @@ def test_stages_rollback_and_delete_on_a_layout(transport, model_dir, tmp_path, 
     ok(run("delete", f"{store}:2", env=cli_env))
     assert "2" not in ok(run("tags", store, env=cli_env)).split()
     assert json.loads(ok(run("inspect", f"{store}:prod", "--json", env=cli_env)))["digest"] == v1
+
+
+def test_oras_pulls_a_model_ocimodel_copied_through_an_archive(model_dir, tmp_path, registry, repo, cli_env):
+    import oras.client
+
+    source = f"{registry.host}/{repo}:1.0"
+    digest = ok(run("push", str(model_dir), source, "--no-git", env=cli_env)).strip()
+    archive = f"oci-archive:{tmp_path / 'm.tar'}"
+    ok(run("copy", source, archive, env=cli_env))
+    back = f"{registry.host}/{repo}-copied:1.0"
+    assert ok(run("copy", f"{archive}:1.0", back, env=cli_env)).strip() == digest
+    client = oras.client.OrasClient(hostname=registry.host, insecure=True)
+    client.pull(target=back, outdir=str(tmp_path / "oras"))
+    assert tree(tmp_path / "oras") == tree(model_dir)
