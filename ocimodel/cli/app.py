@@ -2,8 +2,8 @@
 
 Nothing in the command line speaks HTTP or touches the artifact format: every command (in
 the ``cmd_*`` modules) builds a client from its options (:mod:`.options`), calls one verb
-and prints the result (:mod:`.render`). Every option can also come from an environment
-variable ``OCIMODEL_<OPTION>`` (for containers). Expected failures print one line
+and prints the result (:mod:`.render`). The options containers and CI need can also come from
+an environment variable ``OCIMODEL_<OPTION>`` (:data:`.options.ENVIRONMENT_OPTIONS`). Expected failures print one line
 ``error: ...`` on stderr and exit with the code of their class (see README). Only
 ``ocimodel.api`` and the pure core are imported, and only when a command runs: ``--help``
 stays fast.

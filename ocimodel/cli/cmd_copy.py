@@ -38,8 +38,8 @@ def _path(name: str, help: str) -> object:
 def copy(
     src: Annotated[str, typer.Argument(help="What to copy: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")],
     dst: Annotated[str, typer.Argument(help="Where to: REGISTRY/REPO[:TAG] (without a tag: the source's tag).")],
-    no_referrers: Annotated[bool, typer.Option("--no-referrers", envvar=env("no-referrers"), help="Copy the model alone: no signatures, promotion records or other referrers.")] = False,
-    tags: Annotated[bool, typer.Option("--tags", envvar=env("tags"), help="Also carry every tag of the source pointing at the model, and the promotion history of those that are stages.")] = False,
+    no_referrers: Annotated[bool, typer.Option("--no-referrers", help="Copy the model alone: no signatures, promotion records or other referrers.")] = False,
+    tags: Annotated[bool, typer.Option("--tags", help="Also carry every tag of the source pointing at the model, and the promotion history of those that are stages.")] = False,
     concurrency: Annotated[int, typer.Option(envvar=env("concurrency"), min=1, max=16, help="Blobs in flight.")] = 2,
     plain_http: _flag("plain-http", "Use http:// on both sides.") = False,  # type: ignore[valid-type]
     insecure: _flag("insecure", "Do not verify TLS certificates on either side.") = False,  # type: ignore[valid-type]

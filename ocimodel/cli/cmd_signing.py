@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 @connection_options
 def sign(
     ref: Annotated[str, typer.Argument(help="Model reference (tag or digest); its digest is signed.")],
-    key: Annotated[Optional[Path], typer.Option("--key", envvar=env("key"), help="Sign with this encrypted private key instead of keyless (password: OCIMODEL_KEY_PASSWORD or prompt).")] = None,
+    key: Annotated[Optional[Path], typer.Option("--key", help="Sign with this encrypted private key instead of keyless (password: OCIMODEL_KEY_PASSWORD or prompt).")] = None,
     identity_token: Annotated[Optional[str], typer.Option("--identity-token", envvar=env("identity-token"), help="OIDC identity token for keyless signing (default: CI ambient credential or browser).")] = None,
     staging: Staging = False,
     trust_config: Annotated[Optional[Path], typer.Option("--trust-config", envvar=env("trust-config"), help="Sigstore ClientTrustConfig JSON of a private deployment.")] = None,
@@ -55,7 +55,7 @@ def sign(
 @app.command()
 @handle_errors
 def keygen(
-    output_prefix: Annotated[str, typer.Option("--output-prefix", envvar=env("output-prefix"), help="Writes PREFIX.key and PREFIX.pub.")] = "ocimodel",
+    output_prefix: Annotated[str, typer.Option("--output-prefix", help="Writes PREFIX.key and PREFIX.pub.")] = "ocimodel",
 ) -> None:
     """Create an encrypted ECDSA P-256 key pair for signing with --key."""
     from ..api import keygen as api_keygen
@@ -98,7 +98,7 @@ def verify(
 @policy_options
 def verify_blob(
     file: Annotated[Path, typer.Argument(help="The signed local file.")],
-    bundle: Annotated[Path, typer.Option("--bundle", envvar=env("bundle"), help="The Sigstore bundle of FILE.")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="The Sigstore bundle of FILE.")],
     json_out: JsonOut = False,
     policy: VerificationPolicy | None = INJECTED,
 ) -> None:

@@ -74,8 +74,8 @@ def promote(
 def rollback(
     repository: Repository,
     stage: Stage,
-    to: Annotated[Optional[str], typer.Option("--to", envvar=env("to"), help="Digest to return to (must be in the history).")] = None,
-    steps: Annotated[int, typer.Option("--steps", envvar=env("steps"), min=1, help="How many promotions to go back.")] = 1,
+    to: Annotated[Optional[str], typer.Option("--to", help="Digest to return to (must be in the history).")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="How many promotions to go back.")] = 1,
     reason: Reason = "",
     actor: ActorName = None,
     origin: Origins = None,
@@ -176,8 +176,8 @@ def history(
 @connection_options
 def delete(
     ref: Annotated[str, typer.Argument(help="Tag or digest to delete.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", envvar=env("yes"), help="Do not ask before deleting a digest with tags.")] = False,
-    force: Annotated[bool, typer.Option("--force", envvar=env("force"), help="Delete even what a stage points at.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting a digest with tags.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Delete even what a stage points at.")] = False,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
 ) -> None:
@@ -202,7 +202,7 @@ def delete(
 @connection_options
 def lineage(
     ref: ModelRef,
-    depth: Annotated[int, typer.Option("--depth", envvar=env("depth"), min=0, max=50, help="How many generations to follow.")] = 5,
+    depth: Annotated[int, typer.Option("--depth", min=0, max=50, help="How many generations to follow.")] = 5,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
 ) -> None:
