@@ -18,7 +18,7 @@ import typer
 from typing_extensions import Annotated
 
 from .._version import __version__
-from .options import ConnectionOptions
+from .options import ConnectionOptions, verbosity_options
 from .render import print_json
 
 app = typer.Typer(
@@ -40,14 +40,16 @@ def _fail(message: str, code: int) -> None:
 
 
 def handle_errors(fn: F) -> F:
-    """Turn expected failures into one line on stderr and their exit code."""
+    """Turn expected failures into one line on stderr and their exit code; give the command
+    -q/--quiet and -v/--verbose (:func:`.options.verbosity_options`)."""
+    inner = verbosity_options(fn)
 
-    @functools.wraps(fn)
+    @functools.wraps(inner)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ..errors import ExitCode, OcimodelError
 
         try:
-            return fn(*args, **kwargs)
+            return inner(*args, **kwargs)
         except OcimodelError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from typing_extensions import Annotated
 
 from .app import app, handle_errors
 from .options import JsonOut, Timeout, env
+from .output import current
 from .progress import progress
 from .render import print_json
 
@@ -84,10 +85,9 @@ def copy(
     if json_out:
         print_json(result.to_dict())
         return
-    typer.echo(
+    current().summary(
         f"Copied {result.source} to {result.destination}: blobs {result.copied_blobs} copied, "
         f"{result.skipped_blobs} already there, {result.mounted_blobs} mounted; {len(result.referrers)} referrers"
-        + (f"; tags {', '.join(result.tags)}" if result.tags else ""),
-        err=True,
+        + (f"; tags {', '.join(result.tags)}" if result.tags else "")
     )
     typer.echo(result.digest)

@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from .app import app, handle_errors
+from .output import current
 from .options import (
     INJECTED,
     ConnectionOptions,
@@ -43,7 +44,7 @@ def login(
     if not password:
         raise UsageError("empty password")
     where = api_login(host, username, password, connection=connection.connection())
-    typer.echo(f"Login succeeded for {host} (credentials stored in {where})", err=True)
+    current().summary(f"Login succeeded for {host} (credentials stored in {where})")
 
 
 @app.command()
@@ -53,4 +54,4 @@ def logout(host: Annotated[str, typer.Argument(help="Registry host.")]) -> None:
     from ..api import logout as api_logout
 
     removed = api_logout(host)
-    typer.echo(f"Removed credentials for {host}" if removed else f"No credentials stored for {host}", err=True)
+    current().summary(f"Removed credentials for {host}" if removed else f"No credentials stored for {host}")

@@ -24,11 +24,13 @@ from .options import (
     policy_options,
     refuse_blank_variables,
 )
+from .output import current
 from .progress import progress
 from .render import (
     StepLogger,
     print_json,
     render_inspect,
+    size,
     stdout,
 )
 
@@ -111,10 +113,9 @@ def push(
     if json_out:
         print_json(result.to_dict())
         return
-    typer.echo(
-        f"Pushed {result.reference} ({len(result.files)} files, {result.uploaded_blobs} blobs uploaded, "
-        f"{result.skipped_blobs} already present)",
-        err=True,
+    current().summary(
+        f"Pushed {result.reference} ({len(result.files)} file{'' if len(result.files) == 1 else 's'}, {size(sum(f.size for f in result.files))}; "
+        f"{result.uploaded_blobs} blobs uploaded, {result.skipped_blobs} already present)"
     )
     typer.echo(result.digest)
 
@@ -210,9 +211,9 @@ def _warn_dangerous(report: ScanReport) -> None:
     """One ``warning:`` line on stderr per dangerous finding of a push's scan, one per file
     not fully inspected."""
     for finding in report.dangerous_lines():
-        typer.echo(f"warning: {finding}", err=True)
+        current().warning(f"warning: {finding}")
     for finding in report.incomplete_lines():
-        typer.echo(f"warning: not fully inspected: {finding}", err=True)
+        current().warning(f"warning: not fully inspected: {finding}")
 
 
 @app.command()

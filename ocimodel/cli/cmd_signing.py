@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from .app import _run, app, handle_errors
+from .output import current
 from .options import (
     INJECTED,
     ConnectionOptions,
@@ -47,8 +48,8 @@ def sign(
     result = _run(connection, json_out, lambda client: client.sign(ref, **options))
     if result is None:
         return
-    typer.echo(f"Signed {result.digest} as {who(result.kind, result.signer, result.issuer)}", err=True)
-    typer.echo(f"Signature stored as referrer {result.referrer}" + (f" (listed in tag {result.fallback_tag})" if result.fallback_tag else ""), err=True)
+    current().summary(f"Signed {result.digest} as {who(result.kind, result.signer, result.issuer)}")
+    current().summary(f"Signature stored as referrer {result.referrer}" + (f" (listed in tag {result.fallback_tag})" if result.fallback_tag else ""))
     typer.echo(result.referrer)
 
 
@@ -61,7 +62,7 @@ def keygen(
     from ..api import keygen as api_keygen
 
     private, public = api_keygen(output_prefix)
-    typer.echo(f"Wrote {private} (encrypted private key) and {public} (public key)", err=True)
+    current().summary(f"Wrote {private} (encrypted private key) and {public} (public key)")
     typer.echo(str(public))
 
 

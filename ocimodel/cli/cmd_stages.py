@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from .app import _run, app, handle_errors
+from .output import current
 from .options import (
     INJECTED,
     ActorName,
@@ -90,9 +91,9 @@ def rollback(
     record signed under the policy, and the model must be signed under it.
     """
     if policy is None:
-        typer.echo(f"warning: no policy given, so rollback trusts the unsigned promotion history of {stage}, which "
+        current().warning(f"warning: no policy given, so rollback trusts the unsigned promotion history of {stage}, which "
                    "anyone who can push to the registry can forge; give --key or --certificate-identity(-regexp) "
-                   "and --certificate-oidc-issuer(-regexp) to move only to a digest a signed record reached", err=True)
+                   "and --certificate-oidc-issuer(-regexp) to move only to a digest a signed record reached")
     result = _run(connection, json_out,
                   lambda c: c.rollback(repository, stage, to=to, steps=steps, reason=reason or None, actor=actor,
                                        policy=policy, sign_record=signing, origins=origin or []))
@@ -122,7 +123,7 @@ def stages_command(
         print_json([s.to_dict() for s in found])
     else:
         if not found:
-            typer.echo(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')", err=True)
+            current().summary(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')")
         for info in found:
             tags = ",".join(t for t in info.tags if t != info.stage) or "-"
             who = info.promoted_by.name if info.promoted_by else "?"
@@ -194,7 +195,7 @@ def delete(
     if json_out:
         print_json(done.to_dict())
         return
-    typer.echo(f"Deleted {done.tag or done.digest}" + (f" (tags removed: {', '.join(done.tags)})" if done.tag is None and done.tags else ""), err=True)
+    current().summary(f"Deleted {done.tag or done.digest}" + (f" (tags removed: {', '.join(done.tags)})" if done.tag is None and done.tags else ""))
 
 
 @app.command()

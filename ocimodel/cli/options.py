@@ -134,6 +134,35 @@ def _inject_options(fn: F, options: dict[str, tuple[Any, Any]], into: str, build
     return wrapper  # type: ignore[return-value]
 
 
+# ----------------------------------------------------------------------------- verbosity
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr: no summary, steps or progress.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Every step on stderr, also when it is not a terminal.")]
+
+
+def verbosity_options(fn: F) -> F:
+    """Give a command -q/--quiet and -v/--verbose; it runs with the :class:`~.output.Output`
+    they make as :func:`.output.current` (every command has them: :func:`.app.handle_errors`)."""
+    from .output import NORMAL, QUIET, VERBOSE, Output, using
+
+    def run(values: dict[str, Any]) -> Output:
+        if values["quiet"] and values["verbose"]:
+            from ..errors import UsageError
+
+            raise UsageError("--quiet and --verbose contradict each other: give one")
+        return Output(verbosity=QUIET if values["quiet"] else VERBOSE if values["verbose"] else NORMAL)
+
+    @functools.wraps(fn)
+    def within(*args: Any, output: Any = None, **kwargs: Any) -> Any:
+        with using(output):
+            return fn(*args, **kwargs)
+
+    within.__signature__ = pyinspect.signature(fn).replace(  # type: ignore[attr-defined]
+        parameters=[*pyinspect.signature(fn).parameters.values(),
+                    pyinspect.Parameter("output", pyinspect.Parameter.KEYWORD_ONLY, default=INJECTED)])
+    return _inject_options(cast(F, within), {"quiet": (Quiet, False), "verbose": (Verbose, False)}, "output", run)
+
+
 # ---------------------------------------------------------------------------- connection
 
 

@@ -161,7 +161,7 @@ def test_progress_bars_on_a_terminal_only(registry, repo, tmp_path, cli_env):
     os.close(master)
     assert proc.returncode == 0, seen.decode(errors="replace")
     text = seen.decode(errors="replace")
-    assert "w.raw" in text and "━" in text and "MB" in text  # a bar with the file's name and size
+    assert "w.raw" in text and "━" in text and "MiB" in text  # a bar with the file's name and size (binary units)
 
     plain = run("push", str(src), f"{registry.host}/{repo}:notty", "--no-git", "--no-cache", env=cli_env)
     assert plain.returncode == 0 and "━" not in plain.stderr and plain.stderr.count("\n") == 1

@@ -1,0 +1,89 @@
+"""What the CLI leaves on a real terminal: a pseudo-terminal of 60, 80 and 120 columns whose
+output is replayed in a terminal emulator (pyte), against the real registry."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import pty
+import struct
+import subprocess
+import sys
+import termios
+
+import pyte
+import pytest
+
+BAR_CHARACTERS = "━╸╺"
+
+
+def run_in_terminal(args: list[str], env: dict[str, str], columns: int, rows: int = 50) -> tuple[int, list[str]]:
+    """Run ``ocimodel ARGS`` with stdout and stderr on a pty of ``columns``; the final screen."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    full_env = {**os.environ, **env, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)}
+    full_env.pop("NO_COLOR", None)
+    process = subprocess.Popen([sys.executable, "-m", "ocimodel", *args], stdin=slave, stdout=slave, stderr=slave,
+                               env=full_env, close_fds=True)
+    os.close(slave)
+    screen = pyte.Screen(columns, rows)
+    stream = pyte.ByteStream(screen)
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        stream.feed(chunk)
+    os.close(master)
+    return process.wait(timeout=120), screen.display
+
+
+def whole(text: str, display: list[str]) -> bool:
+    """``text`` is on the screen unbroken (a line the terminal wrapped continues on the next row)."""
+    return text in "".join(display)
+
+
+@pytest.fixture
+def model(registry, repo, tmp_path, docker_config):
+    source = tmp_path / "model"
+    nested = source / "very" / "deeply" / "nested" / "directory" / "of" / "checkpoints" / "epoch-0042"
+    nested.mkdir(parents=True)
+    (nested / "model-weights-final.safetensors.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    for i in range(12):
+        (source / f"small-{i}.txt").write_bytes(os.urandom(2000))
+    env = {"OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config)}
+    ref = f"{registry.host}/{repo}:1.0"
+    pushed = subprocess.run([sys.executable, "-m", "ocimodel", "push", str(source), ref, "--no-git"],
+                            capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+    assert pushed.returncode == 0, pushed.stderr
+    return ref, pushed.stdout.strip(), env
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_pull_leaves_whole_log_lines_and_no_bar(model, tmp_path, columns):
+    ref, digest, env = model
+    dest = tmp_path / f"dest-{columns}"
+    code, display = run_in_terminal(["pull", ref, str(dest), "--no-cache"], env, columns)
+    assert code == 0, "\n".join(display)
+    assert not any(c in row for row in display for c in BAR_CHARACTERS), "\n".join(display)
+    for line in (f"ocimodel: resolved {ref} to {digest}", f"ocimodel: installed {digest} in {dest}",
+                 f"ocimodel: downloaded and verified 13 files"):
+        assert whole(line, display), (line, "\n".join(display))
+    # Each log line starts a row of its own (nothing glued behind a stale bar).
+    starts = [row for row in display if row.startswith("ocimodel: ")]
+    assert len(starts) == 3, "\n".join(display)
+    assert display[[i for i, row in enumerate(display) if row.strip()][-1]].strip() != ""
+
+
+@pytest.mark.parametrize("columns", [60, 120])
+def test_push_summary_whole_on_a_terminal(model, tmp_path, columns):
+    ref, digest, env = model
+    source = tmp_path / "model"
+    code, display = run_in_terminal(["push", str(source), ref.replace(":1.0", ":2.0"), "--no-git"], env, columns)
+    assert code == 0, "\n".join(display)
+    assert not any(c in row for row in display for c in BAR_CHARACTERS), "\n".join(display)
+    assert whole(f"Pushed {ref.replace(':1.0', ':2.0')} (13 files, ", display), "\n".join(display)
+    assert re.search(r"^sha256:[0-9a-f]{64}", "".join(display[display.index(next(r for r in display if r.startswith("sha256:"))):])), "\n".join(display)
