@@ -25,7 +25,7 @@ OWN_BAR_BYTES = 16 * 1024 * 1024
 #: At most this many per-file bars at once; further files count in the overall bar only.
 MAX_FILE_BARS = 4
 #: Columns taken by everything but the name and the bar: "123.4/567.8 MiB 12.3 MiB/s 0:00:12".
-_FIXED_COLUMNS = 40
+_FIXED_COLUMNS = 38
 
 
 def progress(hidden: bool) -> ContextManager[RichObserver | None]:

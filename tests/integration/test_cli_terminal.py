@@ -87,3 +87,33 @@ def test_push_summary_whole_on_a_terminal(model, tmp_path, columns):
     assert not any(c in row for row in display for c in BAR_CHARACTERS), "\n".join(display)
     assert whole(f"Pushed {ref.replace(':1.0', ':2.0')} (13 files, ", display), "\n".join(display)
     assert re.search(r"^sha256:[0-9a-f]{64}", "".join(display[display.index(next(r for r in display if r.startswith("sha256:"))):])), "\n".join(display)
+
+
+def test_piped_pull_is_quiet_unless_verbose(model, tmp_path):
+    """Piped (not a terminal): no step lines unless -v; -q leaves stderr empty on success."""
+    ref, digest, env = model
+    full_env = {**os.environ, **env}
+
+    def pull(dest: str, *flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ocimodel", "pull", ref, str(tmp_path / dest), *flags],
+                              capture_output=True, text=True, env=full_env, timeout=120)
+
+    plain = pull("a")
+    assert plain.returncode == 0 and plain.stdout.strip() == digest and plain.stderr == "", plain.stderr
+    verbose = pull("b", "-v")
+    assert f"ocimodel: installed {digest} in {tmp_path / 'b'}\n" in verbose.stderr
+    quiet = pull("c", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.strip() == digest
+    missing = subprocess.run([sys.executable, "-m", "ocimodel", "inspect", ref + "-missing", "-q"],
+                             capture_output=True, text=True, env=full_env, timeout=120)
+    assert missing.returncode == 4 and missing.stderr.startswith("error: "), missing.stderr
+
+
+def test_piped_push_summary_hidden_by_quiet(model, tmp_path):
+    ref, _, env = model
+    full_env = {**os.environ, **env}
+    args = [sys.executable, "-m", "ocimodel", "push", str(tmp_path / "model"), ref.replace(":1.0", ":q"), "--no-git", "--no-scan"]
+    loud = subprocess.run(args, capture_output=True, text=True, env=full_env, timeout=120)
+    assert loud.returncode == 0 and loud.stderr.startswith("Pushed "), loud.stderr
+    quiet = subprocess.run([*args, "-q"], capture_output=True, text=True, env=full_env, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.startswith("sha256:")
