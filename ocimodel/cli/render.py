@@ -140,10 +140,11 @@ def size(n: int) -> str:
 
 def render_inspect(result: InspectResult, console: Console) -> None:
     """Print digest, type, metadata, lineage, files and signatures."""
-    from rich.table import Table
-
     console.print(f"[bold]Reference[/]     {result.reference}")
-    console.print(f"[bold]Digest[/]        {result.digest}")
+    if console.is_terminal and 14 + len(result.digest) > console.width:
+        console.print(f"[bold]Digest[/]\n  {result.digest}")  # the digest whole on its own line
+    else:
+        console.print(f"[bold]Digest[/]        {result.digest}")
     console.print(f"[bold]Artifact type[/] {result.artifact_type}")
     cfg = result.config
     if cfg:
@@ -173,14 +174,13 @@ def render_inspect(result: InspectResult, console: Console) -> None:
             console.print(f"[bold]Code[/]          {lineage.code.remote or '(no remote)'} @ {lineage.code.commit or '-'}{dirty}")
         if lineage.run:
             console.print(f"[bold]Run[/]           {lineage.run.id or '-'} {lineage.run.uri or ''}".rstrip())
-    table = Table(title="Files", show_edge=False)
-    table.add_column("Path")
-    table.add_column("Size", justify="right")
-    table.add_column("Mode")
-    table.add_column("Digest", overflow="fold")
+    # One file per line, its digest on a line of its own: a table folded digests in two when
+    # piped (rich assumes 80 columns) or on an 80-column terminal.
+    console.print("[bold]Files[/]")
     for f in result.files:
-        table.add_row(f.path, size(f.size), oct(f.mode)[2:] if f.mode is not None else "-", f.digest)
-    console.print(table)
+        mode = oct(f.mode)[2:] if f.mode is not None else "-"
+        console.print(f"  {f.path}  {size(f.size)}  {mode}", markup=False)
+        console.print(f"    {f.digest}", markup=False)
     if result.signatures:
         console.print("[bold]Signatures[/] (unverified: the signers they claim; check them with `ocimodel verify`)")
         for sig in result.signatures:

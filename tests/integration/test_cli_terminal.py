@@ -117,3 +117,18 @@ def test_piped_push_summary_hidden_by_quiet(model, tmp_path):
     assert loud.returncode == 0 and loud.stderr.startswith("Pushed "), loud.stderr
     quiet = subprocess.run([*args, "-q"], capture_output=True, text=True, env=full_env, timeout=120)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.startswith("sha256:")
+
+
+def _digests_whole(rows: list[str]) -> bool:
+    return all(re.fullmatch(r"sha256:[0-9a-f]{64}", m) for row in rows for m in re.findall(r"sha256:[0-9a-f]*", row))
+
+
+def test_inspect_never_wraps_a_digest(model):
+    ref, digest, env = model
+    piped = subprocess.run([sys.executable, "-m", "ocimodel", "inspect", ref], capture_output=True, text=True,
+                           env={**os.environ, **env}, timeout=120)
+    assert piped.returncode == 0 and digest in piped.stdout
+    assert piped.stdout.count("sha256:") >= 14 and _digests_whole(piped.stdout.splitlines()), piped.stdout
+    assert " MB" not in piped.stdout and "3.0 MiB" in piped.stdout
+    code, display = run_in_terminal(["inspect", ref], env, 80)
+    assert code == 0 and _digests_whole(display) and sum(row.count("sha256:") for row in display) >= 14, "\n".join(display)
