@@ -34,11 +34,11 @@ def _path(name: str, help: str) -> object:
     return Annotated[Optional[Path], typer.Option(f"--{name}", envvar=env(name), help=help, rich_help_panel="Registries")]
 
 
-@app.command()
+@app.command(short_help='Copy a model with its signatures and records.', epilog='Example: ocimodel copy registry.example.com/models/churn:1.0 mirror.example.com/models/churn --tags')
 @handle_errors
 def copy(
-    src: Annotated[str, typer.Argument(help="What to copy: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")],
-    dst: Annotated[str, typer.Argument(help="Where to: REGISTRY/REPO[:TAG] (without a tag: the source's tag).")],
+    src: Annotated[str, typer.Argument(metavar="SRC", help="What to copy: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="Where to: REGISTRY/REPO[:TAG] (without a tag: the source's tag).")],
     no_referrers: Annotated[bool, typer.Option("--no-referrers", help="Copy the model alone: no signatures, promotion records or other referrers.")] = False,
     tags: Annotated[bool, typer.Option("--tags", help="Also carry every tag of the source pointing at the model, and the promotion history of those that are stages.")] = False,
     concurrency: Annotated[int, typer.Option(envvar=env("concurrency"), min=1, max=16, help="Blobs in flight.")] = 2,

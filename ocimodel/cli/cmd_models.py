@@ -38,12 +38,12 @@ if TYPE_CHECKING:
     from ..api import ScanReport, VerificationPolicy
 
 
-@app.command()
+@app.command(short_help='Push a model file or directory; print its digest.', epilog='Example: ocimodel push ./model registry.example.com/models/churn:1.0 --metric acc=0.93')
 @handle_errors
 @connection_options
 def push(
-    path: Annotated[Path, typer.Argument(help="Model file or directory.")],
-    ref: Annotated[str, typer.Argument(help="Where to push, e.g. localhost:5000/models/churn:1.0")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Model file or directory.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Where to push, e.g. localhost:5000/models/churn:1.0")],
     name: Annotated[Optional[str], typer.Option(help="Model name (default: last repository component).")] = None,
     version: Annotated[Optional[str], typer.Option("--version", help="Model version (default: the tag).")] = None,
     description: Annotated[Optional[str], typer.Option()] = None,
@@ -120,13 +120,13 @@ def push(
     typer.echo(result.digest)
 
 
-@app.command()
+@app.command(short_help='Pull a model into DEST, verifying every byte.', epilog="Example: ocimodel pull registry.example.com/models/churn:prod ./model --key release.pub")
 @handle_errors
 @connection_options
 @policy_options
 def pull(
-    ref: Annotated[str, typer.Argument(envvar=env("ref"), help="Model reference (tag or digest).")],
-    dest: Annotated[Path, typer.Argument(envvar=env("dest"), help="Destination directory.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", envvar=env("ref"), help="Model reference (tag or digest).")],
+    dest: Annotated[Path, typer.Argument(metavar="DEST", envvar=env("dest"), help="Destination directory.")],
     include: Annotated[Optional[List[str]], typer.Option(envvar=env("include"), help="Only files matching this glob, repeatable.")] = None,
     allow_any_type: Annotated[bool, typer.Option("--allow-any-type", envvar=env("allow-any-type"), help="Pull artifacts of any type as plain files.")] = False,
     layout: Annotated[str, typer.Option("--layout", envvar=env("layout"), help="flat: files in DEST; versioned: DEST/versions/<digest> + atomic DEST/current symlink.")] = "flat",
@@ -173,7 +173,7 @@ def pull(
     typer.echo(result.digest)
 
 
-@app.command()
+@app.command(short_help="Show a model's metadata, lineage, files and signatures.", epilog='Example: ocimodel inspect registry.example.com/models/churn:1.0')
 @handle_errors
 @connection_options
 def inspect(
@@ -188,11 +188,11 @@ def inspect(
         render_inspect(result, stdout())
 
 
-@app.command()
+@app.command(short_help="List a repository's tags, sorted.", epilog='Example: ocimodel tags registry.example.com/models/churn')
 @handle_errors
 @connection_options
 def tags(
-    repository: Annotated[str, typer.Argument(help="Repository, e.g. localhost:5000/models/churn")],
+    repository: Annotated[str, typer.Argument(metavar="REPOSITORY", help="Repository, e.g. localhost:5000/models/churn")],
     all_tags: Annotated[bool, typer.Option("--all", help="Also list ocimodel's history tags and sha256-* referrer indexes.")] = False,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
@@ -216,7 +216,7 @@ def _warn_dangerous(report: ScanReport) -> None:
         current().warning(f"warning: not fully inspected: {finding}")
 
 
-@app.command()
+@app.command(short_help="Scan a model's files for pickles that can run code.", epilog='Example: ocimodel scan ./model.pkl  (or a reference: ocimodel scan registry.example.com/models/churn:1.0)')
 @handle_errors
 @connection_options
 def scan(

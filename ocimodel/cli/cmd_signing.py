@@ -31,11 +31,11 @@ if TYPE_CHECKING:
     from ..api import VerificationPolicy
 
 
-@app.command()
+@app.command(short_help='Sign a model and attach the signature to it.', epilog='Example: ocimodel sign registry.example.com/models/churn:1.0 --key release.key')
 @handle_errors
 @connection_options
 def sign(
-    ref: Annotated[str, typer.Argument(help="Model reference (tag or digest); its digest is signed.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Model reference (tag or digest); its digest is signed.")],
     key: Annotated[Optional[Path], typer.Option("--key", help="Sign with this encrypted private key instead of keyless (password: OCIMODEL_KEY_PASSWORD or prompt).")] = None,
     identity_token: Annotated[Optional[str], typer.Option("--identity-token", envvar=env("identity-token"), help="OIDC identity token for keyless signing (default: CI ambient credential or browser).")] = None,
     staging: Staging = False,
@@ -53,7 +53,7 @@ def sign(
     typer.echo(result.referrer)
 
 
-@app.command()
+@app.command(short_help='Create an encrypted key pair for signing.', epilog='Example: ocimodel keygen --output-prefix release')
 @handle_errors
 def keygen(
     output_prefix: Annotated[str, typer.Option("--output-prefix", help="Writes PREFIX.key and PREFIX.pub.")] = "ocimodel",
@@ -76,7 +76,7 @@ def _require_policy(policy: VerificationPolicy | None) -> VerificationPolicy:
     return policy
 
 
-@app.command()
+@app.command(short_help="Verify a model's signatures against a policy.", epilog='Example: ocimodel verify registry.example.com/models/churn:1.0 --key release.pub')
 @handle_errors
 @connection_options
 @policy_options
@@ -94,11 +94,11 @@ def verify(
         print_verified(result.digest, result.signatures)
 
 
-@app.command("verify-blob")
+@app.command("verify-blob", short_help='Verify a Sigstore bundle over a local file.', epilog='Example: ocimodel verify-blob model.onnx --bundle model.onnx.sigstore.json --key release.pub')
 @handle_errors
 @policy_options
 def verify_blob(
-    file: Annotated[Path, typer.Argument(help="The signed local file.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The signed local file.")],
     bundle: Annotated[Path, typer.Option("--bundle", help="The Sigstore bundle of FILE.")],
     json_out: JsonOut = False,
     policy: VerificationPolicy | None = INJECTED,

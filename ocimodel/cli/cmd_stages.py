@@ -41,7 +41,7 @@ Origins = Annotated[Optional[List[str]], typer.Option(
          "stage's history too (repeatable). Records of any other repository are refused.")]
 
 
-@app.command()
+@app.command(short_help='Point STAGE at a model and record the promotion.', epilog="Example: ocimodel promote registry.example.com/models/churn:1.0 prod --reason 'beats 0.9'")
 @handle_errors
 @connection_options
 @policy_options
@@ -67,7 +67,7 @@ def promote(
         print_promotion(result)
 
 
-@app.command()
+@app.command(short_help='Move STAGE back to an earlier digest of its history.', epilog="Example: ocimodel rollback registry.example.com/models/churn prod --reason 'regression' --key release.pub")
 @handle_errors
 @connection_options
 @policy_options
@@ -101,7 +101,7 @@ def rollback(
         print_promotion(result)
 
 
-@app.command("stages")
+@app.command("stages", short_help='List the stages and the digest each holds.', epilog='Example: ocimodel stages registry.example.com/models/churn')
 @handle_errors
 @connection_options
 @policy_options
@@ -137,7 +137,7 @@ def stages_command(
         raise typer.Exit(ExitCode.VERIFICATION)
 
 
-@app.command()
+@app.command(short_help="Show STAGE's promotion history, newest first.", epilog='Example: ocimodel history registry.example.com/models/churn prod')
 @handle_errors
 @connection_options
 @policy_options
@@ -172,11 +172,11 @@ def history(
         raise typer.Exit(ExitCode.INTEGRITY)
 
 
-@app.command()
+@app.command(short_help='Delete a tag or a manifest (stages protected).', epilog='Example: ocimodel delete registry.example.com/models/churn:old')
 @handle_errors
 @connection_options
 def delete(
-    ref: Annotated[str, typer.Argument(help="Tag or digest to delete.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Tag or digest to delete.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting a digest with tags.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Delete even what a stage points at.")] = False,
     connection: ConnectionOptions = INJECTED,
@@ -198,7 +198,7 @@ def delete(
     current().summary(f"Deleted {done.tag or done.digest}" + (f" (tags removed: {', '.join(done.tags)})" if done.tag is None and done.tags else ""))
 
 
-@app.command()
+@app.command(short_help="Show a model's ancestor tree.", epilog='Example: ocimodel lineage registry.example.com/models/churn:1.0')
 @handle_errors
 @connection_options
 def lineage(
