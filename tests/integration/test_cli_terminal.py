@@ -14,6 +14,7 @@ import termios
 
 import pyte
 import pytest
+from process_helpers import read_until_closed
 
 BAR_CHARACTERS = "━╸╺"
 
@@ -28,16 +29,7 @@ def run_in_terminal(args: list[str], env: dict[str, str], columns: int, rows: in
                                env=full_env, close_fds=True)
     os.close(slave)
     screen = pyte.Screen(columns, rows)
-    stream = pyte.ByteStream(screen)
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        stream.feed(chunk)
-    os.close(master)
+    pyte.ByteStream(screen).feed(read_until_closed(master))
     return process.wait(timeout=120), screen.display
 
 
