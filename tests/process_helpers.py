@@ -39,3 +39,18 @@ def run_with_rusage(args: list[str], env: dict[str, str]) -> tuple[int, str, str
     head, _, tail = done.stderr.rpartition("MINFLT=")
     faults, _, rss = tail.partition("PEAK_RSS_KIB=")
     return done.returncode, done.stdout, head, int(rss.strip()), int(faults.strip())
+
+
+def read_until_closed(master: int) -> bytes:
+    """Everything a child writes to the pty whose master end is ``master``, until it closes it."""
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return seen

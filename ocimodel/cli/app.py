@@ -2,8 +2,8 @@
 
 Nothing in the command line speaks HTTP or touches the artifact format: every command (in
 the ``cmd_*`` modules) builds a client from its options (:mod:`.options`), calls one verb
-and prints the result (:mod:`.render`). Every option can also come from an environment
-variable ``OCIMODEL_<OPTION>`` (for containers). Expected failures print one line
+and prints the result (:mod:`.render`). The options containers and CI need can also come from
+an environment variable ``OCIMODEL_<OPTION>`` (:data:`.options.ENVIRONMENT_OPTIONS`). Expected failures print one line
 ``error: ...`` on stderr and exit with the code of their class (see README). Only
 ``ocimodel.api`` and the pure core are imported, and only when a command runs: ``--help``
 stays fast.
@@ -18,14 +18,14 @@ import typer
 from typing_extensions import Annotated
 
 from .._version import __version__
-from .options import ConnectionOptions
+from .options import ConnectionOptions, verbosity_options
 from .render import print_json
 
 app = typer.Typer(
     name="ocimodel",
     help="Machine learning models as signed, versioned artifacts in any OCI registry.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion SHELL (bash, zsh, fish)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rich help formatting costs ~0.12 s of imports per run
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -40,14 +40,16 @@ def _fail(message: str, code: int) -> None:
 
 
 def handle_errors(fn: F) -> F:
-    """Turn expected failures into one line on stderr and their exit code."""
+    """Turn expected failures into one line on stderr and their exit code; give the command
+    -q/--quiet and -v/--verbose (:func:`.options.verbosity_options`)."""
+    inner = verbosity_options(fn)
 
-    @functools.wraps(fn)
+    @functools.wraps(inner)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ..errors import ExitCode, OcimodelError
 
         try:
-            return fn(*args, **kwargs)
+            return inner(*args, **kwargs)
         except OcimodelError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from typing_extensions import Annotated
 
 from .app import app, handle_errors
 from .options import JsonOut, Timeout, env
+from .output import current
 from .progress import progress
 from .render import print_json
 
@@ -33,13 +34,13 @@ def _path(name: str, help: str) -> object:
     return Annotated[Optional[Path], typer.Option(f"--{name}", envvar=env(name), help=help, rich_help_panel="Registries")]
 
 
-@app.command()
+@app.command(short_help='Copy a model with its signatures and records.', epilog='Example: ocimodel copy registry.example.com/models/churn:1.0 mirror.example.com/models/churn --tags')
 @handle_errors
 def copy(
-    src: Annotated[str, typer.Argument(help="What to copy: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")],
-    dst: Annotated[str, typer.Argument(help="Where to: REGISTRY/REPO[:TAG] (without a tag: the source's tag).")],
-    no_referrers: Annotated[bool, typer.Option("--no-referrers", envvar=env("no-referrers"), help="Copy the model alone: no signatures, promotion records or other referrers.")] = False,
-    tags: Annotated[bool, typer.Option("--tags", envvar=env("tags"), help="Also carry every tag of the source pointing at the model, and the promotion history of those that are stages.")] = False,
+    src: Annotated[str, typer.Argument(metavar="SRC", help="What to copy: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:...")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="Where to: REGISTRY/REPO[:TAG] (without a tag: the source's tag).")],
+    no_referrers: Annotated[bool, typer.Option("--no-referrers", help="Copy the model alone: no signatures, promotion records or other referrers.")] = False,
+    tags: Annotated[bool, typer.Option("--tags", help="Also carry every tag of the source pointing at the model, and the promotion history of those that are stages.")] = False,
     concurrency: Annotated[int, typer.Option(envvar=env("concurrency"), min=1, max=16, help="Blobs in flight.")] = 2,
     plain_http: _flag("plain-http", "Use http:// on both sides.") = False,  # type: ignore[valid-type]
     insecure: _flag("insecure", "Do not verify TLS certificates on either side.") = False,  # type: ignore[valid-type]
@@ -84,10 +85,9 @@ def copy(
     if json_out:
         print_json(result.to_dict())
         return
-    typer.echo(
+    current().summary(
         f"Copied {result.source} to {result.destination}: blobs {result.copied_blobs} copied, "
         f"{result.skipped_blobs} already there, {result.mounted_blobs} mounted; {len(result.referrers)} referrers"
-        + (f"; tags {', '.join(result.tags)}" if result.tags else ""),
-        err=True,
+        + (f"; tags {', '.join(result.tags)}" if result.tags else "")
     )
     typer.echo(result.digest)

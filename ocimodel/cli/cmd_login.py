@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from .app import app, handle_errors
+from .output import current
 from .options import (
     INJECTED,
     ConnectionOptions,
@@ -20,11 +21,11 @@ if TYPE_CHECKING:
     pass
 
 
-@app.command()
+@app.command(short_help='Check and store credentials for a registry.', epilog='Example: echo "$TOKEN" | ocimodel login ghcr.io -u USER --password-stdin')
 @handle_errors
 @transport_options
 def login(
-    host: Annotated[str, typer.Argument(help="Registry host, e.g. ghcr.io or localhost:5000")],
+    host: Annotated[str, typer.Argument(metavar="HOST", help="Registry host, e.g. ghcr.io or localhost:5000")],
     username: Annotated[str, typer.Option("--username", "-u", envvar=env("username"), prompt=True)],
     password: Annotated[Optional[str], typer.Option("--password", "-p", envvar=env("password"), help="Prefer --password-stdin.")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
@@ -43,14 +44,14 @@ def login(
     if not password:
         raise UsageError("empty password")
     where = api_login(host, username, password, connection=connection.connection())
-    typer.echo(f"Login succeeded for {host} (credentials stored in {where})", err=True)
+    current().summary(f"Login succeeded for {host} (credentials stored in {where})")
 
 
-@app.command()
+@app.command(short_help='Remove stored credentials for a registry.', epilog='Example: ocimodel logout ghcr.io')
 @handle_errors
-def logout(host: Annotated[str, typer.Argument(help="Registry host.")]) -> None:
+def logout(host: Annotated[str, typer.Argument(metavar="HOST", help="Registry host.")]) -> None:
     """Remove stored credentials for HOST."""
     from ..api import logout as api_logout
 
     removed = api_logout(host)
-    typer.echo(f"Removed credentials for {host}" if removed else f"No credentials stored for {host}", err=True)
+    current().summary(f"Removed credentials for {host}" if removed else f"No credentials stored for {host}")

@@ -24,11 +24,13 @@ from .options import (
     policy_options,
     refuse_blank_variables,
 )
+from .output import current
 from .progress import progress
 from .render import (
     StepLogger,
     print_json,
     render_inspect,
+    size,
     stdout,
 )
 
@@ -36,30 +38,30 @@ if TYPE_CHECKING:
     from ..api import ScanReport, VerificationPolicy
 
 
-@app.command()
+@app.command(short_help='Push a model file or directory; print its digest.', epilog='Example: ocimodel push ./model registry.example.com/models/churn:1.0 --metric acc=0.93')
 @handle_errors
 @connection_options
 def push(
-    path: Annotated[Path, typer.Argument(help="Model file or directory.")],
-    ref: Annotated[str, typer.Argument(help="Where to push, e.g. localhost:5000/models/churn:1.0")],
-    name: Annotated[Optional[str], typer.Option(envvar=env("name"), help="Model name (default: last repository component).")] = None,
-    version: Annotated[Optional[str], typer.Option("--version", envvar=env("version"), help="Model version (default: the tag).")] = None,
-    description: Annotated[Optional[str], typer.Option(envvar=env("description"))] = None,
-    framework: Annotated[Optional[str], typer.Option(envvar=env("framework"), help="e.g. pytorch, sklearn, onnx.")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", envvar=env("format"), help="e.g. safetensors, gguf, joblib.")] = None,
-    license: Annotated[Optional[str], typer.Option(envvar=env("license"), help="SPDX license expression.")] = None,
-    author: Annotated[Optional[List[str]], typer.Option(envvar=env("author"), help="Repeatable.")] = None,
-    label: Annotated[Optional[List[str]], typer.Option(envvar=env("label"), help="KEY=VALUE, repeatable.")] = None,
-    metric: Annotated[Optional[List[str]], typer.Option(envvar=env("metric"), help="KEY=NUMBER, repeatable.")] = None,
-    param: Annotated[Optional[List[str]], typer.Option(envvar=env("param"), help="KEY=VALUE, repeatable.")] = None,
-    parent: Annotated[Optional[List[str]], typer.Option(envvar=env("parent"), help="Parent model reference, repeatable.")] = None,
-    dataset: Annotated[Optional[List[str]], typer.Option(envvar=env("dataset"), help="URI[@sha256:...], repeatable.")] = None,
-    run_id: Annotated[Optional[str], typer.Option(envvar=env("run-id"), help="Training run id (e.g. MLflow).")] = None,
-    run_uri: Annotated[Optional[str], typer.Option(envvar=env("run-uri"), help="Training run URI.")] = None,
-    git_remote: Annotated[Optional[str], typer.Option(envvar=env("git-remote"), help="Override the detected git remote.")] = None,
-    git_commit: Annotated[Optional[str], typer.Option(envvar=env("git-commit"), help="Override the detected git commit.")] = None,
-    no_git: Annotated[bool, typer.Option("--no-git", envvar=env("no-git"), help="Record no source code lineage.")] = False,
-    no_scan: Annotated[bool, typer.Option("--no-scan", envvar=env("no-scan"), help="Do not scan the files for pickles that can run code (nothing recorded).")] = False,
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Model file or directory.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Where to push, e.g. localhost:5000/models/churn:1.0")],
+    name: Annotated[Optional[str], typer.Option(help="Model name (default: last repository component).")] = None,
+    version: Annotated[Optional[str], typer.Option("--version", help="Model version (default: the tag).")] = None,
+    description: Annotated[Optional[str], typer.Option()] = None,
+    framework: Annotated[Optional[str], typer.Option(help="e.g. pytorch, sklearn, onnx.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="e.g. safetensors, gguf, joblib.")] = None,
+    license: Annotated[Optional[str], typer.Option(help="SPDX license expression.")] = None,
+    author: Annotated[Optional[List[str]], typer.Option(help="Repeatable.")] = None,
+    label: Annotated[Optional[List[str]], typer.Option(help="KEY=VALUE, repeatable.")] = None,
+    metric: Annotated[Optional[List[str]], typer.Option(help="KEY=NUMBER, repeatable.")] = None,
+    param: Annotated[Optional[List[str]], typer.Option(help="KEY=VALUE, repeatable.")] = None,
+    parent: Annotated[Optional[List[str]], typer.Option(help="Parent model reference, repeatable.")] = None,
+    dataset: Annotated[Optional[List[str]], typer.Option(help="URI[@sha256:...], repeatable.")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Training run id (e.g. MLflow).")] = None,
+    run_uri: Annotated[Optional[str], typer.Option(help="Training run URI.")] = None,
+    git_remote: Annotated[Optional[str], typer.Option(help="Override the detected git remote.")] = None,
+    git_commit: Annotated[Optional[str], typer.Option(help="Override the detected git commit.")] = None,
+    no_git: Annotated[bool, typer.Option("--no-git", help="Record no source code lineage.")] = False,
+    no_scan: Annotated[bool, typer.Option("--no-scan", help="Do not scan the files for pickles that can run code (nothing recorded).")] = False,
     deny_unsafe: Annotated[bool, typer.Option("--deny-unsafe", envvar=env("deny-unsafe"), help="Refuse to push (exit 5) if a file can run code when loaded or could not be fully inspected.")] = False,
     allow_global: AllowGlobals = None,
     scan_limit: ScanLimitOpts = None,
@@ -111,21 +113,20 @@ def push(
     if json_out:
         print_json(result.to_dict())
         return
-    typer.echo(
-        f"Pushed {result.reference} ({len(result.files)} files, {result.uploaded_blobs} blobs uploaded, "
-        f"{result.skipped_blobs} already present)",
-        err=True,
+    current().summary(
+        f"Pushed {result.reference} ({len(result.files)} file{'' if len(result.files) == 1 else 's'}, {size(sum(f.size for f in result.files))}; "
+        f"{result.uploaded_blobs} blobs uploaded, {result.skipped_blobs} already present)"
     )
     typer.echo(result.digest)
 
 
-@app.command()
+@app.command(short_help='Pull a model into DEST, verifying every byte.', epilog="Example: ocimodel pull registry.example.com/models/churn:prod ./model --key release.pub")
 @handle_errors
 @connection_options
 @policy_options
 def pull(
-    ref: Annotated[str, typer.Argument(envvar=env("ref"), help="Model reference (tag or digest).")],
-    dest: Annotated[Path, typer.Argument(envvar=env("dest"), help="Destination directory.")],
+    ref: Annotated[str, typer.Argument(metavar="REF", envvar=env("ref"), help="Model reference (tag or digest).")],
+    dest: Annotated[Path, typer.Argument(metavar="DEST", envvar=env("dest"), help="Destination directory.")],
     include: Annotated[Optional[List[str]], typer.Option(envvar=env("include"), help="Only files matching this glob, repeatable.")] = None,
     allow_any_type: Annotated[bool, typer.Option("--allow-any-type", envvar=env("allow-any-type"), help="Pull artifacts of any type as plain files.")] = False,
     layout: Annotated[str, typer.Option("--layout", envvar=env("layout"), help="flat: files in DEST; versioned: DEST/versions/<digest> + atomic DEST/current symlink.")] = "flat",
@@ -172,7 +173,7 @@ def pull(
     typer.echo(result.digest)
 
 
-@app.command()
+@app.command(short_help="Show a model's metadata, lineage, files and signatures.", epilog='Example: ocimodel inspect registry.example.com/models/churn:1.0')
 @handle_errors
 @connection_options
 def inspect(
@@ -187,12 +188,12 @@ def inspect(
         render_inspect(result, stdout())
 
 
-@app.command()
+@app.command(short_help="List a repository's tags, sorted.", epilog='Example: ocimodel tags registry.example.com/models/churn')
 @handle_errors
 @connection_options
 def tags(
-    repository: Annotated[str, typer.Argument(help="Repository, e.g. localhost:5000/models/churn")],
-    all_tags: Annotated[bool, typer.Option("--all", envvar=env("all"), help="Also list ocimodel's history tags and sha256-* referrer indexes.")] = False,
+    repository: Annotated[str, typer.Argument(metavar="REPOSITORY", help="Repository, e.g. localhost:5000/models/churn")],
+    all_tags: Annotated[bool, typer.Option("--all", help="Also list ocimodel's history tags and sha256-* referrer indexes.")] = False,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
 ) -> None:
@@ -210,19 +211,19 @@ def _warn_dangerous(report: ScanReport) -> None:
     """One ``warning:`` line on stderr per dangerous finding of a push's scan, one per file
     not fully inspected."""
     for finding in report.dangerous_lines():
-        typer.echo(f"warning: {finding}", err=True)
+        current().warning(f"warning: {finding}")
     for finding in report.incomplete_lines():
-        typer.echo(f"warning: not fully inspected: {finding}", err=True)
+        current().warning(f"warning: not fully inspected: {finding}")
 
 
-@app.command()
+@app.command(short_help="Scan a model's files for pickles that can run code.", epilog='Example: ocimodel scan ./model.pkl  (or a reference: ocimodel scan registry.example.com/models/churn:1.0)')
 @handle_errors
 @connection_options
 def scan(
     target: Annotated[str, typer.Argument(metavar="PATH|REF", help="Local file or directory, or a model reference.")],
     allow_global: AllowGlobals = None,
     scan_limit: ScanLimitOpts = None,
-    strict: Annotated[bool, typer.Option("--strict", envvar=env("strict"), hidden=True, help="Kept for old scripts: files not fully inspected always fail now.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", hidden=True, help="Kept for old scripts: files not fully inspected always fail now.")] = False,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
 ) -> None:

@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from .app import _run, app, handle_errors
+from .output import current
 from .options import (
     INJECTED,
     ConnectionOptions,
@@ -30,12 +31,12 @@ if TYPE_CHECKING:
     from ..api import VerificationPolicy
 
 
-@app.command()
+@app.command(short_help='Sign a model and attach the signature to it.', epilog='Example: ocimodel sign registry.example.com/models/churn:1.0 --key release.key')
 @handle_errors
 @connection_options
 def sign(
-    ref: Annotated[str, typer.Argument(help="Model reference (tag or digest); its digest is signed.")],
-    key: Annotated[Optional[Path], typer.Option("--key", envvar=env("key"), help="Sign with this encrypted private key instead of keyless (password: OCIMODEL_KEY_PASSWORD or prompt).")] = None,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Model reference (tag or digest); its digest is signed.")],
+    key: Annotated[Optional[Path], typer.Option("--key", help="Sign with this encrypted private key instead of keyless (password: OCIMODEL_KEY_PASSWORD or prompt).")] = None,
     identity_token: Annotated[Optional[str], typer.Option("--identity-token", envvar=env("identity-token"), help="OIDC identity token for keyless signing (default: CI ambient credential or browser).")] = None,
     staging: Staging = False,
     trust_config: Annotated[Optional[Path], typer.Option("--trust-config", envvar=env("trust-config"), help="Sigstore ClientTrustConfig JSON of a private deployment.")] = None,
@@ -47,21 +48,21 @@ def sign(
     result = _run(connection, json_out, lambda client: client.sign(ref, **options))
     if result is None:
         return
-    typer.echo(f"Signed {result.digest} as {who(result.kind, result.signer, result.issuer)}", err=True)
-    typer.echo(f"Signature stored as referrer {result.referrer}" + (f" (listed in tag {result.fallback_tag})" if result.fallback_tag else ""), err=True)
+    current().summary(f"Signed {result.digest} as {who(result.kind, result.signer, result.issuer)}")
+    current().summary(f"Signature stored as referrer {result.referrer}" + (f" (listed in tag {result.fallback_tag})" if result.fallback_tag else ""))
     typer.echo(result.referrer)
 
 
-@app.command()
+@app.command(short_help='Create an encrypted key pair for signing.', epilog='Example: ocimodel keygen --output-prefix release')
 @handle_errors
 def keygen(
-    output_prefix: Annotated[str, typer.Option("--output-prefix", envvar=env("output-prefix"), help="Writes PREFIX.key and PREFIX.pub.")] = "ocimodel",
+    output_prefix: Annotated[str, typer.Option("--output-prefix", help="Writes PREFIX.key and PREFIX.pub.")] = "ocimodel",
 ) -> None:
     """Create an encrypted ECDSA P-256 key pair for signing with --key."""
     from ..api import keygen as api_keygen
 
     private, public = api_keygen(output_prefix)
-    typer.echo(f"Wrote {private} (encrypted private key) and {public} (public key)", err=True)
+    current().summary(f"Wrote {private} (encrypted private key) and {public} (public key)")
     typer.echo(str(public))
 
 
@@ -75,7 +76,7 @@ def _require_policy(policy: VerificationPolicy | None) -> VerificationPolicy:
     return policy
 
 
-@app.command()
+@app.command(short_help="Verify a model's signatures against a policy.", epilog='Example: ocimodel verify registry.example.com/models/churn:1.0 --key release.pub')
 @handle_errors
 @connection_options
 @policy_options
@@ -93,12 +94,12 @@ def verify(
         print_verified(result.digest, result.signatures)
 
 
-@app.command("verify-blob")
+@app.command("verify-blob", short_help='Verify a Sigstore bundle over a local file.', epilog='Example: ocimodel verify-blob model.onnx --bundle model.onnx.sigstore.json --key release.pub')
 @handle_errors
 @policy_options
 def verify_blob(
-    file: Annotated[Path, typer.Argument(help="The signed local file.")],
-    bundle: Annotated[Path, typer.Option("--bundle", envvar=env("bundle"), help="The Sigstore bundle of FILE.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The signed local file.")],
+    bundle: Annotated[Path, typer.Option("--bundle", help="The Sigstore bundle of FILE.")],
     json_out: JsonOut = False,
     policy: VerificationPolicy | None = INJECTED,
 ) -> None:

@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from .app import _run, app, handle_errors
+from .output import current
 from .options import (
     INJECTED,
     ActorName,
@@ -40,7 +41,7 @@ Origins = Annotated[Optional[List[str]], typer.Option(
          "stage's history too (repeatable). Records of any other repository are refused.")]
 
 
-@app.command()
+@app.command(short_help='Point STAGE at a model and record the promotion.', epilog="Example: ocimodel promote registry.example.com/models/churn:1.0 prod --reason 'beats 0.9'")
 @handle_errors
 @connection_options
 @policy_options
@@ -66,7 +67,7 @@ def promote(
         print_promotion(result)
 
 
-@app.command()
+@app.command(short_help='Move STAGE back to an earlier digest of its history.', epilog="Example: ocimodel rollback registry.example.com/models/churn prod --reason 'regression' --key release.pub")
 @handle_errors
 @connection_options
 @policy_options
@@ -74,8 +75,8 @@ def promote(
 def rollback(
     repository: Repository,
     stage: Stage,
-    to: Annotated[Optional[str], typer.Option("--to", envvar=env("to"), help="Digest to return to (must be in the history).")] = None,
-    steps: Annotated[int, typer.Option("--steps", envvar=env("steps"), min=1, help="How many promotions to go back.")] = 1,
+    to: Annotated[Optional[str], typer.Option("--to", help="Digest to return to (must be in the history).")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="How many promotions to go back.")] = 1,
     reason: Reason = "",
     actor: ActorName = None,
     origin: Origins = None,
@@ -90,9 +91,9 @@ def rollback(
     record signed under the policy, and the model must be signed under it.
     """
     if policy is None:
-        typer.echo(f"warning: no policy given, so rollback trusts the unsigned promotion history of {stage}, which "
+        current().warning(f"warning: no policy given, so rollback trusts the unsigned promotion history of {stage}, which "
                    "anyone who can push to the registry can forge; give --key or --certificate-identity(-regexp) "
-                   "and --certificate-oidc-issuer(-regexp) to move only to a digest a signed record reached", err=True)
+                   "and --certificate-oidc-issuer(-regexp) to move only to a digest a signed record reached")
     result = _run(connection, json_out,
                   lambda c: c.rollback(repository, stage, to=to, steps=steps, reason=reason or None, actor=actor,
                                        policy=policy, sign_record=signing, origins=origin or []))
@@ -100,7 +101,7 @@ def rollback(
         print_promotion(result)
 
 
-@app.command("stages")
+@app.command("stages", short_help='List the stages and the digest each holds.', epilog='Example: ocimodel stages registry.example.com/models/churn')
 @handle_errors
 @connection_options
 @policy_options
@@ -122,7 +123,7 @@ def stages_command(
         print_json([s.to_dict() for s in found])
     else:
         if not found:
-            typer.echo(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')", err=True)
+            current().summary(f"no stages in {repository} (promote a model with 'ocimodel promote REF STAGE')")
         for info in found:
             tags = ",".join(t for t in info.tags if t != info.stage) or "-"
             who = info.promoted_by.name if info.promoted_by else "?"
@@ -136,7 +137,7 @@ def stages_command(
         raise typer.Exit(ExitCode.VERIFICATION)
 
 
-@app.command()
+@app.command(short_help="Show STAGE's promotion history, newest first.", epilog='Example: ocimodel history registry.example.com/models/churn prod')
 @handle_errors
 @connection_options
 @policy_options
@@ -171,13 +172,13 @@ def history(
         raise typer.Exit(ExitCode.INTEGRITY)
 
 
-@app.command()
+@app.command(short_help='Delete a tag or a manifest (stages protected).', epilog='Example: ocimodel delete registry.example.com/models/churn:old')
 @handle_errors
 @connection_options
 def delete(
-    ref: Annotated[str, typer.Argument(help="Tag or digest to delete.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", envvar=env("yes"), help="Do not ask before deleting a digest with tags.")] = False,
-    force: Annotated[bool, typer.Option("--force", envvar=env("force"), help="Delete even what a stage points at.")] = False,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Tag or digest to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting a digest with tags.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Delete even what a stage points at.")] = False,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
 ) -> None:
@@ -194,15 +195,15 @@ def delete(
     if json_out:
         print_json(done.to_dict())
         return
-    typer.echo(f"Deleted {done.tag or done.digest}" + (f" (tags removed: {', '.join(done.tags)})" if done.tag is None and done.tags else ""), err=True)
+    current().summary(f"Deleted {done.tag or done.digest}" + (f" (tags removed: {', '.join(done.tags)})" if done.tag is None and done.tags else ""))
 
 
-@app.command()
+@app.command(short_help="Show a model's ancestor tree.", epilog='Example: ocimodel lineage registry.example.com/models/churn:1.0')
 @handle_errors
 @connection_options
 def lineage(
     ref: ModelRef,
-    depth: Annotated[int, typer.Option("--depth", envvar=env("depth"), min=0, max=50, help="How many generations to follow.")] = 5,
+    depth: Annotated[int, typer.Option("--depth", min=0, max=50, help="How many generations to follow.")] = 5,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
 ) -> None:

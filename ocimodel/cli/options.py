@@ -1,7 +1,7 @@
 """The command line's options: typed declarations, and the option groups a command receives as one
 argument (``connection``, ``policy``, ``signing``) instead of a dozen parameters.
 
-Every option also reads the environment variable ``OCIMODEL_<OPTION>`` (for containers). The
+The options of :data:`ENVIRONMENT_OPTIONS` also read ``OCIMODEL_<OPTION>`` (for containers). The
 groups are injected into a command's signature (:func:`_inject_options`), so typer shows them
 in ``--help`` and the command gets one typed value built from them: the registry connection
 (bound to the command's own reference), the verification policy (None when none is given), or
@@ -35,8 +35,36 @@ class _Injected:
 INJECTED: Any = _Injected()
 
 
+#: The options an environment variable ``OCIMODEL_<OPTION>`` may set: what containers and CI
+#: need (connection, credentials, cache, verification policy, pull's destination and safety
+#: options, log format, concurrency). Metadata (``--version``, ``--name``, ``--label``...) and
+#: confirmations (``--yes``, ``--force``) are never read from the environment: a CI variable
+#: such as ``OCIMODEL_VERSION`` must not become a model's version, nor skip a safeguard.
+#: README "Configuration" lists exactly these (a test compares them).
+ENVIRONMENT_OPTIONS = frozenset({
+    # how to reach registries, and as whom
+    "plain-http", "insecure", "ca-file", "timeout", "username", "password", "mirror",
+    "from-plain-http", "from-insecure", "from-ca-file", "from-username", "from-password",
+    "to-plain-http", "to-insecure", "to-ca-file", "to-username", "to-password",
+    # caching and parallelism
+    "cache-dir", "no-cache", "concurrency",
+    # the verification policy
+    "certificate-identity", "certificate-identity-regexp", "certificate-oidc-issuer",
+    "certificate-oidc-issuer-regexp", "certificate-github-workflow-repository", "key", "trusted-root",
+    "staging", "policy",
+    # pull as an init container: what, where, how, and what to refuse
+    "ref", "dest", "include", "allow-any-type", "layout", "reverify", "deny-unsafe", "allow-global",
+    "scan-limit", "allow-license", "log-format",
+    # keyless signing in CI
+    "identity-token", "trust-config",
+})
+
+
 def env(option: str) -> str:
-    """The environment variable of ``--option``: ``OCIMODEL_OPTION``."""
+    """The environment variable of ``--option``: ``OCIMODEL_OPTION``; only for an option of
+    :data:`ENVIRONMENT_OPTIONS` (anything else is a programming error, caught at import)."""
+    if option not in ENVIRONMENT_OPTIONS:
+        raise ValueError(f"--{option} may not be read from the environment (see ENVIRONMENT_OPTIONS)")
     return "OCIMODEL_" + option.upper().replace("-", "_")
 
 
@@ -62,15 +90,15 @@ Password = Annotated[Optional[str], typer.Option("--password", envvar=env("passw
 Mirrors = Annotated[Optional[List[str]], typer.Option("--mirror", metavar="REGISTRY=URL", envvar=env("mirror"), help="Read through this pull-through mirror of REGISTRY first (falls back to REGISTRY; digests still verified). Repeatable; OCIMODEL_MIRROR may list several, separated by spaces or commas.")]
 CacheDir = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", envvar=env("cache-dir"), help="Blob and digest cache directory (default: the user cache dir).")]
 NoCache = Annotated[bool, typer.Option("--no-cache", envvar=env("no-cache"), help="Neither read nor fill the local caches.")]
-JsonOut = Annotated[bool, typer.Option("--json", envvar=env("json"), help="Print machine-readable JSON on stdout.")]
-ModelRef = Annotated[str, typer.Argument(help="Model reference (tag or digest).")]
-Repository = Annotated[str, typer.Argument(help="Repository, e.g. localhost:5000/models/churn")]
-Stage = Annotated[str, typer.Argument(help="Stage (a tag name), e.g. staging or prod.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+ModelRef = Annotated[str, typer.Argument(metavar="REF", help="Model reference (tag or digest).")]
+Repository = Annotated[str, typer.Argument(metavar="REPOSITORY", help="Repository, e.g. localhost:5000/models/churn")]
+Stage = Annotated[str, typer.Argument(metavar="STAGE", help="Stage (a tag name), e.g. staging or prod.")]
 Staging = Annotated[bool, typer.Option("--staging", envvar=env("staging"), help="Use the public Sigstore staging instance.")]
 AllowGlobals = Annotated[Optional[List[str]], typer.Option("--allow-global", metavar="MODULE.NAME", envvar=env("allow-global"), help="Pickle global the scanner may accept beyond its allow-list (exact names; repeatable).")]
 ScanLimitOpts = Annotated[Optional[List[str]], typer.Option("--scan-limit", metavar="NAME=VALUE", envvar=env("scan-limit"), help="Change a scanner limit, e.g. opcodes=50000000 or decompressed=8GiB (repeatable; see docs/scanning.md).")]
-Reason = Annotated[str, typer.Option("--reason", envvar=env("reason"), help="Why (recorded in the history).")]
-ActorName = Annotated[Optional[str], typer.Option("--actor", envvar=env("actor"), help="Who (default: the CI identity, else user@host).")]
+Reason = Annotated[str, typer.Option("--reason", help="Why (recorded in the history).")]
+ActorName = Annotated[Optional[str], typer.Option("--actor", help="Who (default: the CI identity, else user@host).")]
 
 
 def _inject_options(fn: F, options: dict[str, tuple[Any, Any]], into: str, build: Callable[[dict[str, Any]], Any]) -> F:
@@ -104,6 +132,35 @@ def _inject_options(fn: F, options: dict[str, tuple[Any, Any]], into: str, build
     wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
     return wrapper  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- verbosity
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr: no summary, steps or progress.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Every step on stderr, also when it is not a terminal.")]
+
+
+def verbosity_options(fn: F) -> F:
+    """Give a command -q/--quiet and -v/--verbose; it runs with the :class:`~.output.Output`
+    they make as :func:`.output.current` (every command has them: :func:`.app.handle_errors`)."""
+    from .output import NORMAL, QUIET, VERBOSE, Output, using
+
+    def run(values: dict[str, Any]) -> Output:
+        if values["quiet"] and values["verbose"]:
+            from ..errors import UsageError
+
+            raise UsageError("--quiet and --verbose contradict each other: give one")
+        return Output(verbosity=QUIET if values["quiet"] else VERBOSE if values["verbose"] else NORMAL)
+
+    @functools.wraps(fn)
+    def within(*args: Any, output: Any = None, **kwargs: Any) -> Any:
+        with using(output):
+            return fn(*args, **kwargs)
+
+    within.__signature__ = pyinspect.signature(fn).replace(  # type: ignore[attr-defined]
+        parameters=[*pyinspect.signature(fn).parameters.values(),
+                    pyinspect.Parameter("output", pyinspect.Parameter.KEYWORD_ONLY, default=INJECTED)])
+    return _inject_options(cast(F, within), {"quiet": (Quiet, False), "verbose": (Verbose, False)}, "output", run)
 
 
 # ---------------------------------------------------------------------------- connection
@@ -271,8 +328,8 @@ def policy_options(fn: F) -> F:
 
 # ------------------------------------------------------------------------ record signing
 
-SignRecord = Annotated[bool, typer.Option("--sign", envvar=env("sign"), help="Sign the promotion record (keyless unless --sign-key).")]
-SignKey = Annotated[Optional[Path], typer.Option("--sign-key", envvar=env("sign-key"), help="Sign the record with this private key (password: OCIMODEL_KEY_PASSWORD).")]
+SignRecord = Annotated[bool, typer.Option("--sign", help="Sign the promotion record (keyless unless --sign-key).")]
+SignKey = Annotated[Optional[Path], typer.Option("--sign-key", help="Sign the record with this private key (password: OCIMODEL_KEY_PASSWORD).")]
 IdentityToken = Annotated[Optional[str], typer.Option("--identity-token", envvar=env("identity-token"), help="OIDC token for keyless record signing.")]
 TrustConfig = Annotated[Optional[Path], typer.Option("--trust-config", envvar=env("trust-config"), help="Sigstore ClientTrustConfig JSON of a private deployment.")]
 

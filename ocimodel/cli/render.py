@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import typer
 
+from .output import Output, current
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -62,16 +64,21 @@ def signature_mark(verified: bool | None, signed_by: str | None, problem: str | 
 def print_promotion(result: PromotionResult) -> None:
     """A promotion or rollback: what moved (stderr) and the digest (stdout)."""
     if not result.changed:
-        typer.echo(f"{result.stage} already holds {result.digest}; nothing recorded", err=True)
+        current().summary(f"{result.stage} already holds {result.digest}; nothing recorded")
     else:
         was = result.previous_digest or "nothing"
         signed = ", record signed" if result.signed else ""
-        typer.echo(f"{result.stage}: {was} -> {result.digest} (record {result.record}{signed})", err=True)
+        current().summary(f"{result.stage}: {was} -> {result.digest} (record {result.record}{signed})")
     typer.echo(result.digest)
 
 
 class StepLogger:
-    """One line per pull step on stderr: readable text, or JSON objects for log collectors."""
+    """One line per pull step on stderr: readable text, or JSON objects for log collectors.
+
+    Text steps show at the level :meth:`.output.Output.step` gives them (routine ones on a
+    terminal or with ``-v``; those in :data:`NOTABLE` by default); JSON lines were asked for
+    and show unless ``-q``. Warnings and failures always show.
+    """
 
     MESSAGES = {
         "resolved": "resolved {reference} to {digest}",
@@ -79,15 +86,20 @@ class StepLogger:
         "up-to-date": "{digest} already installed in {path}; files intact, nothing downloaded",
         "repairing": "{digest} installed before but {reason}: pulling again",
         "state-ignored": "ignoring {path}: {reason}; installing again",
-        "downloaded": "downloaded and verified {files} files ({bytes} bytes) of {digest}",
+        "downloaded": "downloaded and verified {files} files ({size}) of {digest}",
         "installed": "installed {digest} in {path}",
     }
+    #: Steps that change what the pull does: shown when piped too.
+    NOTABLE = frozenset({"repairing", "state-ignored"})
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, output: Output | None = None) -> None:
         self.json = fmt == "json"
+        self.output = output or current()
 
     def __call__(self, step: str, fields: Mapping[str, Any]) -> None:
         shown = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in fields.items()}
+        if isinstance(fields.get("bytes"), int):
+            shown["size"] = size(fields["bytes"])
         message = self.MESSAGES.get(step, step).format(**shown)
         self._emit("info", step, message, dict(fields))
 
@@ -99,7 +111,7 @@ class StepLogger:
         if self.json:
             self._emit("warning", "warning", message, {})
         else:
-            typer.echo(f"warning: {message}", err=True)
+            self.output.warning(f"warning: {message}")
 
     def _emit(self, level: str, step: str, message: str, fields: dict[str, Any]) -> None:
         if self.json:
@@ -107,12 +119,17 @@ class StepLogger:
 
             line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "level": level,
                     "step": step, "message": message, **fields}
-            typer.echo(json.dumps(line, sort_keys=True), err=True)
+            text = json.dumps(line, sort_keys=True)
+            if level == "info":
+                self.output.step(text, requested=True)
+            else:
+                self.output.error(text)
         elif level == "info":
-            typer.echo(f"ocimodel: {message}", err=True)
+            self.output.step(f"ocimodel: {message}", notable=step in self.NOTABLE)
 
 
-def _size(n: int) -> str:
+def size(n: int) -> str:
+    """``n`` bytes in binary units (B, KiB, MiB, GiB, TiB): the one unit system of all output."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -123,10 +140,11 @@ def _size(n: int) -> str:
 
 def render_inspect(result: InspectResult, console: Console) -> None:
     """Print digest, type, metadata, lineage, files and signatures."""
-    from rich.table import Table
-
     console.print(f"[bold]Reference[/]     {result.reference}")
-    console.print(f"[bold]Digest[/]        {result.digest}")
+    if console.is_terminal and 14 + len(result.digest) > console.width:
+        console.print(f"[bold]Digest[/]\n  {result.digest}")  # the digest whole on its own line
+    else:
+        console.print(f"[bold]Digest[/]        {result.digest}")
     console.print(f"[bold]Artifact type[/] {result.artifact_type}")
     cfg = result.config
     if cfg:
@@ -156,14 +174,13 @@ def render_inspect(result: InspectResult, console: Console) -> None:
             console.print(f"[bold]Code[/]          {lineage.code.remote or '(no remote)'} @ {lineage.code.commit or '-'}{dirty}")
         if lineage.run:
             console.print(f"[bold]Run[/]           {lineage.run.id or '-'} {lineage.run.uri or ''}".rstrip())
-    table = Table(title="Files", show_edge=False)
-    table.add_column("Path")
-    table.add_column("Size", justify="right")
-    table.add_column("Mode")
-    table.add_column("Digest", overflow="fold")
+    # One file per line, its digest on a line of its own: a table folded digests in two when
+    # piped (rich assumes 80 columns) or on an 80-column terminal.
+    console.print("[bold]Files[/]")
     for f in result.files:
-        table.add_row(f.path, _size(f.size), oct(f.mode)[2:] if f.mode is not None else "-", f.digest)
-    console.print(table)
+        mode = oct(f.mode)[2:] if f.mode is not None else "-"
+        console.print(f"  {f.path}  {size(f.size)}  {mode}", markup=False)
+        console.print(f"    {f.digest}", markup=False)
     if result.signatures:
         console.print("[bold]Signatures[/] (unverified: the signers they claim; check them with `ocimodel verify`)")
         for sig in result.signatures:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from process_helpers import run
+from process_helpers import read_until_closed, run
 
 
 @pytest.fixture
@@ -148,20 +148,11 @@ def test_progress_bars_on_a_terminal_only(registry, repo, tmp_path, cli_env):
     master, slave = pty.openpty()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
     os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
+    seen = read_until_closed(master)
     proc.wait(timeout=120)
-    os.close(master)
     assert proc.returncode == 0, seen.decode(errors="replace")
     text = seen.decode(errors="replace")
-    assert "w.raw" in text and "━" in text and "MB" in text  # a bar with the file's name and size
+    assert "w.raw" in text and "━" in text and "MiB" in text  # a bar with the file's name and size (binary units)
 
     plain = run("push", str(src), f"{registry.host}/{repo}:notty", "--no-git", "--no-cache", env=cli_env)
     assert plain.returncode == 0 and "━" not in plain.stderr and plain.stderr.count("\n") == 1

@@ -64,7 +64,7 @@ def test_keygen_sign_verify_with_key(model, tmp_path, cli_env):
     made = run("keygen", "--output-prefix", str(tmp_path / "k"), env=cli_env)
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "k.key").exists() and made.stdout.strip() == str(tmp_path / "k.pub")
-    other = run("keygen", env={**cli_env, "OCIMODEL_OUTPUT_PREFIX": str(tmp_path / "other")})
+    other = run("keygen", "--output-prefix", str(tmp_path / "other"), env=cli_env)
     assert other.returncode == 0 and (tmp_path / "other.pub").exists()
 
     signed = run("sign", ref, "--key", str(tmp_path / "k.key"), env=cli_env)
