@@ -3,7 +3,7 @@
 The Python verbs mirror the CLI: :func:`push`, :func:`pull`, :func:`copy`, :func:`inspect`, :func:`tags`,
 :func:`scan`, :func:`sign`, :func:`verify`, :func:`verify_blob`, :func:`keygen`,
 :func:`promote`, :func:`rollback`, :func:`stages`, :func:`history`, :func:`delete`,
-:func:`lineage`, :func:`login`, :func:`logout`; :class:`Client` keeps a session for many calls
+:func:`lineage`, :func:`list_models` (``list``), :func:`login`, :func:`logout`; :class:`Client` keeps a session for many calls
 and :class:`Connection` says how to reach registries. Everything here is imported on first
 use (one table, below), so ``import ocimodel`` and ``ocimodel --help`` stay fast.
 
@@ -37,6 +37,7 @@ _LAZY = {
     "history": "ocimodel.api",
     "delete": "ocimodel.api",
     "lineage": "ocimodel.api",
+    "list_models": "ocimodel.api",
     "login": "ocimodel.api",
     "logout": "ocimodel.api",
     "verify_bundle": "ocimodel.signing.verify",
@@ -49,6 +50,7 @@ _LAZY = {
     "PushResult": "ocimodel.transfer.push",
     "PullResult": "ocimodel.transfer.pull",
     "CopyResult": "ocimodel.transfer.copy",
+    "ModelRepository": "ocimodel.inventory",
     "SignResult": "ocimodel.provenance",
     "VerifyResult": "ocimodel.provenance",
     "VerificationPolicy": "ocimodel.signing.policy",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
         inspect,
         keygen,
         lineage,
+        list_models,
         login,
         logout,
         promote,
@@ -82,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .config import ModelConfig
     from .errors import OcimodelError
+    from .inventory import ModelRepository
     from .provenance import SignResult, VerifyResult
     from .reference import Reference
     from .registry.client import RegistryClient

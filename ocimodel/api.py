@@ -30,6 +30,7 @@ from .transfer.pull import PullEvents, PullResult
 from .transfer.push import PushResult, code_with
 
 if TYPE_CHECKING:
+    from .inventory import ModelRepository, ModelVersion  # noqa: F401 - for the command line's types
     from .lifecycle.chain import HistoryReport
     from .lifecycle.delete import DeletePlan
     from .lifecycle.promote import PromotionResult
@@ -43,7 +44,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY", "Client", "Connection", "InspectResult", "LineageNode", "RecordSigning", "ScanReport",
     "VerificationPolicy", "blank_policy_variables", "code_with", "parse_mirrors", "refuse_unsafe",
     "push", "pull", "copy", "inspect", "tags", "scan", "sign", "verify", "verify_blob", "keygen", "promote", "rollback",
-    "stages", "history", "delete", "lineage", "login", "logout",
+    "stages", "history", "delete", "lineage", "list_models", "login", "logout",
 ]
 
 
@@ -297,6 +298,19 @@ def lineage(ref: str, *, connection: Connection | None = None, depth: int = DEFA
     """A model's ancestor tree; see :meth:`Client.lineage`."""
     with _client(connection, ref) as client:
         return client.lineage(ref, depth=depth)
+
+
+def list_models(
+    registry: str, *, connection: Connection | None = None, policy: VerificationPolicy | None = None
+) -> list[ModelRepository]:
+    """The repositories of ``registry`` (``"REGISTRY[/PREFIX]"``) that hold ocimodel models,
+    each with its stages, latest version and signature status; the CLI's ``list``. See
+    :meth:`Client.list_models`. Given credentials go to that registry only."""
+    from .reference import parse_registry_prefix
+
+    host, _ = parse_registry_prefix(registry)
+    with Client((connection or Connection()).bound_to_registry(host)) as client:
+        return client.list_models(registry, policy=policy)
 
 
 def login(

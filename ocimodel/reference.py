@@ -150,3 +150,26 @@ class Reference:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+
+def parse_registry_prefix(text: str) -> tuple[str, str]:
+    """``REGISTRY[/PREFIX]`` (what ``list`` takes) as (registry host, repository prefix or "").
+
+    The host must be spelled out (``localhost:5000``, ``ghcr.io``): unlike a reference, a
+    bare ``name`` here cannot mean Docker Hub, whose catalog is closed anyway.
+    """
+    registry, _, prefix = text.strip().partition("/")
+    prefix = prefix.rstrip("/")
+    looks_like_host = "." in registry or ":" in registry or registry == "localhost" or registry.startswith("[")
+    if not registry or not looks_like_host or not _HOST_RE.fullmatch(registry):
+        raise InvalidReferenceError(
+            f"invalid registry {text!r}: name its host, e.g. localhost:5000 or ghcr.io/acme (REGISTRY[/PREFIX])"
+        )
+    if prefix and not _REPOSITORY_RE.fullmatch(prefix):
+        raise InvalidReferenceError(
+            f"invalid repository prefix {prefix!r} in {text!r}: lowercase path components of [a-z0-9] "
+            "separated by '.', '_', '__' or '-'"
+        )
+    if registry in ("index.docker.io", "registry-1.docker.io"):
+        registry = DOCKER_HUB
+    return registry, prefix

@@ -39,6 +39,7 @@ from .transfer.pull import PullEvents, PullResult
 from .transfer.push import ModelInfo, PushResult
 
 if TYPE_CHECKING:
+    from .inventory import ModelRepository
     from .lifecycle.chain import HistoryReport
     from .transfer.copy import Carry, CopyResult
     from .lifecycle.delete import DeletePlan
@@ -467,6 +468,18 @@ class Client:
         from .lifecycle.delete import delete
 
         return delete(self.locate(ref), force=force)
+
+    def list_models(self, registry: str, *, policy: VerificationPolicy | None = None) -> list[ModelRepository]:
+        """The repositories of ``registry`` (``REGISTRY[/PREFIX]``, from its catalog) holding
+        models: stages, latest version, signatures (verified with ``policy``). See
+        :mod:`ocimodel.inventory`."""
+        from .inventory import inventory
+        from .reference import parse_registry_prefix
+
+        host, prefix = parse_registry_prefix(registry)
+        names = self.registry.catalog(host, prefix)
+        targets = [self.locate(Reference(registry=host, repository=n), repository=True).target for n in names]
+        return inventory(targets, policy=policy, concurrency=self.concurrency)
 
     def lineage(self, ref: str | Reference, *, depth: int = DEFAULT_DEPTH) -> LineageNode:
         """The ancestor tree of ``ref``, following parents by digest across registries."""

@@ -34,6 +34,12 @@ from .render import (
 if TYPE_CHECKING:
     from ..api import RecordSigning, VerificationPolicy
 
+#: No environment variable (a picture is asked for per command, like --json).
+GraphFormat = Annotated[str, typer.Option(
+    "--format", metavar="text|json|mermaid|dot",
+    help="Output: text, json (as --json), mermaid (a flowchart for a ```mermaid block in GitHub markdown) "
+         "or dot (Graphviz).")]
+
 #: No environment variable: which repository's records count here is a decision made per command.
 Origins = Annotated[Optional[List[str]], typer.Option(
     "--origin", metavar="REPOSITORY",
@@ -147,19 +153,26 @@ def history(
     origin: Origins = None,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
+    fmt: GraphFormat = "text",
     policy: VerificationPolicy | None = INJECTED,
 ) -> None:
     """Show STAGE's promotion chain, newest first; exit 6 if the chain has problems.
 
     With verification policy options, every record must be signed under the policy: exit 5
-    names each one that is not, and signed records the chain leaves out.
+    names each one that is not, and signed records the chain leaves out. --format mermaid
+    draws the timeline (oldest first) for a markdown page; the exit code is the same.
     """
     from ..errors import ExitCode
+    from .graphs import check_format, history_graph, to_dot, to_mermaid
 
+    fmt = check_format(fmt, json_out)
     with connection.client() as client:
         report = client.history(repository, stage, policy=policy, origins=origin or [])
-    if json_out:
+    if fmt == "json":
         print_json(report.to_dict())
+    elif fmt in ("mermaid", "dot"):
+        graph = history_graph(report)
+        typer.echo(to_mermaid(graph) if fmt == "mermaid" else to_dot(graph, "history"))
     else:
         for finding in report.findings:
             typer.echo(f"! {finding.message}")
@@ -206,8 +219,21 @@ def lineage(
     depth: Annotated[int, typer.Option("--depth", min=0, max=50, help="How many generations to follow.")] = 5,
     connection: ConnectionOptions = INJECTED,
     json_out: JsonOut = False,
+    fmt: GraphFormat = "text",
 ) -> None:
-    """Show the ancestor tree of a model (parents by digest, across registries)."""
-    node = _run(connection, json_out, lambda c: c.lineage(ref, depth=depth))
-    if node is not None:
+    """Show the ancestor tree of a model (parents by digest, across registries).
+
+    --format mermaid or dot draws it as a graph (a shared ancestor once), e.g.
+    ocimodel lineage REF --format mermaid >> README.md inside a ```mermaid block.
+    """
+    from .graphs import check_format, lineage_graph, to_dot, to_mermaid
+
+    fmt = check_format(fmt, json_out)
+    node = _run(connection, fmt == "json", lambda c: c.lineage(ref, depth=depth))
+    if node is None:
+        return
+    if fmt == "text":
         typer.echo(render_tree(node))
+    else:
+        graph = lineage_graph(node)
+        typer.echo(to_mermaid(graph) if fmt == "mermaid" else to_dot(graph, "lineage"))

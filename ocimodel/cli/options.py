@@ -183,6 +183,7 @@ class ConnectionOptions:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     target: str | None = None
+    registry: str | None = None  # a registry host itself (``list``): bind to it, not to ``target``
 
     def connection(self, mirror: list[str] | None = None) -> Connection:
         """The :class:`~ocimodel.api.Connection` these options make (with ``--mirror`` values)."""
@@ -193,6 +194,8 @@ class ConnectionOptions:
             mirrors=parse_mirrors(mirror or []) or None, username=self.username or None,
             password=self.password or None,
         )
+        if self.registry:
+            return given.bound_to_registry(self.registry)
         return given.bound_to(self.target) if self.target else replace(given, username=None, password=None)
 
     def client(

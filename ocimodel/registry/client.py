@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from functools import partial
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import httpx
 
@@ -49,6 +49,9 @@ from .mirrors import registry_key
 from .retry import RetryPolicy, is_retryable_status
 from .transport import BodyFactory, Operation, Transport, content_media_type
 from .uploads import DEFAULT_CHUNK_SIZE, PIECE_SIZE, UploadBody, Uploads, split_pieces
+
+if TYPE_CHECKING:
+    from .catalog import CatalogLimits
 
 ARTIFACT_MANIFEST_V1 = "application/vnd.oci.artifact.manifest.v1+json"
 DEFAULT_MANIFEST_ACCEPT: tuple[str, ...] = MANIFEST_MEDIA_TYPES + (ARTIFACT_MANIFEST_V1,)
@@ -436,6 +439,13 @@ class RegistryClient:
                 url = next_link(response)
             found.extend(Index.parse(raw, f"referrers of {subject_digest} from {op.host}").manifests)
         raise RegistryError(f"registry {op.host} kept paging referrers past {_MAX_PAGES} pages")
+
+    def catalog(self, registry: str, prefix: str = "", limits: "CatalogLimits | None" = None) -> list[str]:
+        """The repositories of ``registry`` under ``prefix``, sorted (``GET /v2/_catalog``, paged);
+        see :func:`.catalog.list_repositories` for the limits and the refusals."""
+        from .catalog import list_repositories
+
+        return list_repositories(self.transport, registry, prefix, limits)
 
     def ping(self, registry: str) -> None:
         """Check the registry answers and accepts our credentials (for ``login``)."""

@@ -73,7 +73,12 @@ class Connection:
         registry = registry_of(reference)
         if registry is None:
             return replace(self, username=None, password=None)
-        return replace(self, credentials_for=registry)
+        return self.bound_to_registry(registry)
+
+    def bound_to_registry(self, registry: str) -> "Connection":
+        """Like :meth:`bound_to`, for a registry host itself (``list REGISTRY``: a bare
+        ``localhost:5000`` would parse as a Docker Hub reference)."""
+        return self if self.credentials_for is not None else replace(self, credentials_for=registry)
 
     def credential_store(self) -> CredentialStore:
         """Stored logins for every host, and the given credential for ``credentials_for`` only."""

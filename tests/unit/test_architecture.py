@@ -32,12 +32,17 @@ ALLOWED = {
     "transfer": {"core", "scanner", "signing", "provenance"},
     "lifecycle": {"core", "signing"},
     "ancestry": {"core"},
+    "inventory": {"core", "signing", "provenance", "lifecycle"},
     "layout": {"core"},
-    "api": {"core", "registry", "scanner", "signing", "provenance", "transfer", "lifecycle", "ancestry", "layout"},
+    "api": {
+        "core", "registry", "scanner", "signing", "provenance", "transfer", "lifecycle", "ancestry", "inventory",
+        "layout",
+    },
     "cli": {"core", "api"},
     # The package's lazy table names everything public (its imports are for type checkers).
     "package": {
-        "core", "registry", "scanner", "signing", "provenance", "transfer", "lifecycle", "ancestry", "layout", "api",
+        "core", "registry", "scanner", "signing", "provenance", "transfer", "lifecycle", "ancestry", "inventory",
+        "layout", "api",
     },
     "main": {"cli"},
 }
