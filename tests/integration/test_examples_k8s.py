@@ -57,13 +57,17 @@ class InitContainer:
 
     def env(self) -> dict[str, str]:
         env = {e["name"]: self._map(e["value"]) for e in self.container["env"]}
-        assert env["OCIMODEL_REF"].startswith("registry.example.com/")
-        env["OCIMODEL_REF"] = self.ref  # the registry address substituted
         return {**os.environ, **env, **self.extra_env}
+
+    def args(self) -> list[str]:
+        args = [self._map(a) for a in self.container["args"]]
+        assert args[1].startswith("ghcr.io/acme/churn/model:")
+        args[1] = self.ref  # the registry address substituted
+        return args
 
     def run(self) -> tuple[int, list[dict[str, Any]], str]:
         # The image's ENTRYPOINT is `ocimodel`; its args come from the Deployment.
-        done = subprocess.run([sys.executable, "-m", "ocimodel", *self.container["args"]], env=self.env(),
+        done = subprocess.run([sys.executable, "-m", "ocimodel", *self.args()], env=self.env(),
                               capture_output=True, text=True, timeout=300)
         log = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
         return done.returncode, log, done.stderr
