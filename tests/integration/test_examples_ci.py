@@ -160,7 +160,7 @@ def test_install_step_installs_from_the_pinned_commit(tmp_path):
     (site / "deps.pth").write_text(str(deps) + "\n")
     install = next(s for s in yaml.safe_load(WORKFLOW.read_text())["jobs"]["release"]["steps"] if s.get("id") == "install")
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "TOOL_REPO": f"file://{ROOT}",
-           "TOOL_COMMIT": head, "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+           "TOOL_COMMIT": head, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("VIRTUAL_ENV", None)
     done = subprocess.run(["bash", "-e", "-c", install["run"]], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -194,3 +194,40 @@ def test_github_actions_gate_refuses_other_identity(registry, repo, docker_confi
     assert "wrong identity" in done.stderr
     with Client(Connection(plain_http=True)) as client:
         assert client.stages(f"{registry.host}/{repo}") == []
+
+
+GITLAB = ROOT / "examples" / "ci" / "gitlab-ci.yml"
+
+
+def test_gitlab_pipeline_runs_push_sign_promote(registry, repo, docker_config, sigstore_standin, tmp_path):
+    """The GitLab job's `script:` as one shell, as the runner runs it, after the install line
+    (the same command as the GitHub install step, run by test_install_step_...)."""
+    job = yaml.safe_load(GITLAB.read_text())["model-release"]
+    install, *script = job["script"]
+    assert install.startswith("python -m pip install ")
+    server = "https://gitlab.example.com"
+    identity = f"{server}/acme/churn//.gitlab-ci.yml@refs/heads/main"
+    env = {
+        **os.environ, **_python_bin_env(), **job["variables"],
+        "GITLAB_CI": "true", "CI_SERVER_URL": server, "CI_PROJECT_PATH": "acme/churn", "CI_COMMIT_REF_NAME": "main",
+        "CI_COMMIT_SHA": "0" * 40, "CI_PIPELINE_ID": "777",
+        "CI_REGISTRY": registry.host, "CI_REGISTRY_IMAGE": f"{registry.host}/{repo}",
+        "CI_REGISTRY_USER": "gitlab-ci-token", "CI_REGISTRY_PASSWORD": "job-token",
+        "SIGSTORE_ID_TOKEN": sigstore_standin.mint_token(identity, server),  # id_tokens: SIGSTORE_ID_TOKEN
+        "OCIMODEL_TRUST_CONFIG": str(sigstore_standin.trust_config_path),
+        "OCIMODEL_TRUSTED_ROOT": str(sigstore_standin.trusted_root_path),
+        "OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config),
+    }
+    workdir = tmp_path / "checkout"
+    shutil.copytree(ROOT / "examples", workdir / "examples")
+    done = subprocess.run(["bash", "-c", "set -eo pipefail\n" + "\n".join(script) + '\necho "DIGEST=$MODEL_DIGEST"'],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    digest = done.stdout.strip().splitlines()[-1].removeprefix("DIGEST=")
+    model_repo = f"{registry.host}/{repo}/model"
+    with Client(Connection(plain_http=True)) as client:
+        staged = client.stages(model_repo)
+        signatures = client.inspect(f"{model_repo}@{digest}").signatures
+    assert [(s.stage, s.digest) for s in staged] == [(job["variables"]["STAGE"], digest)]
+    assert "777" in staged[0].reason
+    assert signatures and signatures[0]["signer"] == identity
