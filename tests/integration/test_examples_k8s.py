@@ -57,13 +57,17 @@ class InitContainer:
 
     def env(self) -> dict[str, str]:
         env = {e["name"]: self._map(e["value"]) for e in self.container["env"]}
-        assert env["OCIMODEL_REF"].startswith("registry.example.com/")
-        env["OCIMODEL_REF"] = self.ref  # the registry address substituted
         return {**os.environ, **env, **self.extra_env}
+
+    def args(self) -> list[str]:
+        args = [self._map(a) for a in self.container["args"]]
+        assert args[1].startswith("ghcr.io/acme/churn/model:")
+        args[1] = self.ref  # the registry address substituted
+        return args
 
     def run(self) -> tuple[int, list[dict[str, Any]], str]:
         # The image's ENTRYPOINT is `ocimodel`; its args come from the Deployment.
-        done = subprocess.run([sys.executable, "-m", "ocimodel", *self.container["args"]], env=self.env(),
+        done = subprocess.run([sys.executable, "-m", "ocimodel", *self.args()], env=self.env(),
                               capture_output=True, text=True, timeout=300)
         log = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
         return done.returncode, log, done.stderr
@@ -182,3 +186,78 @@ def test_a_policy_that_lost_its_values_stops_the_pod(cluster, tmp_path, broken):
     assert code == 2, stderr
     assert stderr.startswith("error: ") and fragment in stderr and len(stderr.splitlines()) == 1
     assert list(init.model.iterdir()) == []
+
+
+# ------------------------------------------------------------- KServe storage initializer
+
+KSERVE = Path(__file__).resolve().parents[2] / "examples" / "kserve"
+SHIM = KSERVE / "ocimodel-storage-initializer"
+
+
+def run_storage_initializer(init: InitContainer, argv: list[str], **env_changes: str) -> subprocess.CompletedProcess[str]:
+    """The ClusterStorageContainer's container as KServe runs it: its command with KServe's
+    args, its env, the policy and docker config mounted (here: the Deployment's temp volumes)."""
+    csc = load("../kserve/clusterstoragecontainer.yaml")["spec"]["container"]
+    assert csc["command"] == [SHIM.name]
+    mounts = {"/etc/ocimodel/policy": init.volume("/etc/ocimodel/policy"),
+              "/etc/ocimodel/docker": init.volume("/etc/ocimodel/docker")}
+    assert {m["mountPath"] for m in csc["volumeMounts"]} == set(mounts)
+    env = {e["name"]: e["value"] for e in csc["env"]}
+    for name, value in env.items():
+        for mount, local in mounts.items():
+            if value.startswith(mount):
+                env[name] = str(local) + value[len(mount):]
+    bindir = Path(sys.executable).parent  # `ocimodel` on PATH, as in the image
+    full = {**os.environ, **env, **init.extra_env, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", **env_changes}
+    return subprocess.run([str(SHIM), *argv], env=full, capture_output=True, text=True, timeout=300)
+
+
+def test_kserve_argv_pulls_the_verified_model(cluster, tmp_path):
+    """KServe's exact argv, [storageUri, /mnt/models], with the InferenceService's storageUri
+    (registry address substituted), into an existing empty volume."""
+    init, client, standin = cluster
+    digest = publish(client, standin, init.ref, tmp_path, b"kserve-weights" * 500)
+    isvc = load("../kserve/inferenceservice.yaml")
+    uri = {e["name"]: e["value"] for e in isvc["spec"]["predictor"]["containers"][0]["env"]}["STORAGE_URI"]
+    assert uri == "ocimodel://ghcr.io/acme/churn/model:staging"
+    uri = "ocimodel://" + init.ref
+    mnt = tmp_path / "mnt-models"
+    mnt.mkdir()  # KServe's emptyDir exists before the init container runs
+    done = run_storage_initializer(init, [uri, str(mnt)])
+    assert done.returncode == 0, done.stderr
+    assert (mnt / "weights.bin").read_bytes() == b"kserve-weights" * 500
+    assert json.loads((mnt / STATE_NAME).read_text())["digest"] == digest
+    steps = [json.loads(line)["step"] for line in done.stderr.splitlines() if line.startswith("{")]
+    assert steps[:2] == ["resolved", "verified"]
+
+    # Multi-model form: SRC DEST pairs repeated.
+    second = tmp_path / "second"
+    second.mkdir()
+    done = run_storage_initializer(init, [uri, str(mnt), f"ocimodel://{init.ref.rsplit(':', 1)[0]}@{digest}", str(second)])
+    assert done.returncode == 0, done.stderr
+    assert (second / "weights.bin").read_bytes() == b"kserve-weights" * 500
+
+
+@pytest.mark.parametrize("case", ["unsigned", "no-policy", "wrong-scheme", "odd-argc", "option-as-ref", "relative-dest"])
+def test_kserve_initializer_refuses_and_writes_nothing(cluster, tmp_path, case):
+    init, client, standin = cluster
+    publish(client, standin, init.ref, tmp_path, b"unsigned" * 100, signed=False)
+    mnt = tmp_path / "mnt-models"
+    mnt.mkdir()
+    argv, env, code, fragment = [f"ocimodel://{init.ref}", str(mnt)], {}, 2, ""
+    if case == "unsigned":
+        code, fragment = 5, "no signature"
+    elif case == "no-policy":
+        env, fragment = {"OCIMODEL_POLICY": ""}, "OCIMODEL_POLICY is not set"
+    elif case == "wrong-scheme":
+        argv[0], fragment = f"oci://{init.ref}", "not an ocimodel:// URI"
+    elif case == "odd-argc":
+        argv, fragment = argv[:1], "expected SOURCE DEST pairs"
+    elif case == "option-as-ref":
+        argv[0], fragment = "ocimodel://--help", "not a model reference"
+    else:
+        argv[1], fragment = "mnt-models", "absolute path"
+    done = run_storage_initializer(init, argv, **env)
+    assert done.returncode == code, done.stderr
+    assert fragment in done.stderr
+    assert list(mnt.iterdir()) == []
