@@ -37,7 +37,8 @@ def _line(repo: ModelRepository) -> str:
     return f"{repo.repository}  latest {latest}  stages {stages}"
 
 
-@app.command("list")
+@app.command("list", short_help="List a registry's model repositories, stages, signatures.",
+             epilog="Example: ocimodel list registry.example.com/models --json")
 @handle_errors
 @connection_options
 @policy_options
@@ -53,7 +54,7 @@ def list_command(
     one-line reason). Latest = the newest by the manifest's created time. Without policy
     options a signature is only "signed" (unverified); with them, each shown digest must be
     "verified" under the policy, else exit 5. A repository that cannot be read is named on
-    stderr and the exit code is 1. Example: ocimodel list localhost:5000/models --json
+    stderr and the exit code is 1.
     """
     from ..errors import ExitCode
     from ..reference import parse_registry_prefix
