@@ -281,3 +281,21 @@ def test_legacy_sign_blob_bundle(cosign_pair, blob: Path, tmp_path: Path) -> Non
         verify_blob(blob, write(tmp_path, legacy), VerificationPolicy(keys=(pub,)))
     with pytest.raises(VerificationError, match="legacy cosign bundle with a certificate"):
         verify_blob(blob, write(tmp_path, {**legacy, "cert": "LS0tLS1CRUdJTg=="}), VerificationPolicy(keys=(pub,)))
+
+
+# --- the signed statement, as cosign verify -a reads it ------------------------------------
+
+
+def test_annotations_go_where_cosign_verify_a_matches_them() -> None:
+    from ocimodel.signing.statement import parse_statement
+
+    doc = json.loads(build_statement("r/m", DIGEST, {"stage": "prod"}))
+    [subject] = doc["subject"]
+    assert subject["digest"] == {"sha256": "ab" * 32} and subject["annotations"] == {"stage": "prod"}
+    assert doc["predicate"] == {} and doc["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
+    assert parse_statement(json.dumps(doc).encode()).annotations == {"stage": "prod"}
+    assert "annotations" not in json.loads(build_statement("r/m", DIGEST))["subject"][0]
+    # Statements signed before the move carried them in the predicate: still read.
+    old = {**doc, "subject": [{"name": "r/m", "digest": {"sha256": "ab" * 32}}],
+           "predicate": {"annotations": {"stage": "dev", "n": 3}}}
+    assert parse_statement(json.dumps(old).encode()).annotations == {"stage": "dev"}
