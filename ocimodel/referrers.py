@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
 from .descriptor import DOCKER_MANIFEST_LIST_V2, EMPTY_DESCRIPTOR, INDEX_V1, Descriptor, Index, Manifest
@@ -37,13 +38,20 @@ def fallback_tag(subject_digest: str) -> str:
 
 
 def referrer_manifest(
-    subject: Descriptor, layer: Descriptor, artifact_type: str, annotations: Mapping[str, str]
+    subject: Descriptor,
+    layer: Descriptor,
+    artifact_type: str,
+    annotations: Mapping[str, str],
+    *,
+    config_artifact_type: str | None = None,
 ) -> Manifest:
     """A referrer of ``subject`` carrying one ``layer``: the OCI empty config, and ``subject``
-    as a plain descriptor (media type, digest, size: nothing else of the subject's is copied)."""
+    as a plain descriptor (media type, digest, size: nothing else of the subject's is copied).
+    ``config_artifact_type`` is also set on the config descriptor (where cosign puts it)."""
     plain_subject = Descriptor(media_type=subject.media_type, digest=subject.digest, size=subject.size)
+    config = replace(EMPTY_DESCRIPTOR, artifact_type=config_artifact_type)
     return Manifest.build(
-        EMPTY_DESCRIPTOR, [layer], artifact_type=artifact_type, subject=plain_subject, annotations=dict(annotations)
+        config, [layer], artifact_type=artifact_type, subject=plain_subject, annotations=dict(annotations)
     )
 
 

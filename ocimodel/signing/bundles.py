@@ -1,8 +1,9 @@
 """Where signatures live: Sigstore bundles attached to what they sign, as cosign finds them.
 
-A signature is an OCI image manifest shaped as cosign v3 writes it: ``artifactType`` and the
-one layer's media type are the v0.3 bundle media type, the config is the OCI empty
-descriptor, ``subject`` is the signed manifest. It is stored by digest and made findable as a
+A signature is an OCI image manifest shaped as cosign v3 writes it: ``artifactType`` (on the
+manifest and, as cosign writes it, on the config descriptor too) and the one layer's media
+type are the v0.3 bundle media type, the config is the OCI empty blob, ``subject`` is the
+signed manifest. It is stored by digest and made findable as a
 referrer of its subject (:mod:`ocimodel.referrers`: the store's index, else the
 ``sha256-<hex>`` fallback tag).
 
@@ -37,7 +38,7 @@ def build_referrer(subject: Descriptor, bundle: Descriptor, created: str | None 
         ANNOTATION_BUNDLE_PREDICATE_TYPE: PREDICATE_TYPE,
         ANNOTATION_CREATED: created or timestamp(None),
     }
-    return referrer_manifest(subject, bundle, BUNDLE_MEDIA_TYPE, annotations)
+    return referrer_manifest(subject, bundle, BUNDLE_MEDIA_TYPE, annotations, config_artifact_type=BUNDLE_MEDIA_TYPE)
 
 
 @dataclass(frozen=True)

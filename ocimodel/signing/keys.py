@@ -1,9 +1,11 @@
 """Key mode: ECDSA P-256 key pairs, and DSSE bundles signed with them.
 
 ``P.key`` is an encrypted PKCS#8 PEM private key (never written unencrypted), ``P.pub``
-the SubjectPublicKeyInfo PEM. A key-mode bundle is a v0.3 Sigstore bundle whose
-``verificationMaterial.publicKey.hint`` is the key fingerprint (lowercase hex sha256 of
-the DER SubjectPublicKeyInfo), with no transparency log entry; its DSSE signature is
+the SubjectPublicKeyInfo PEM; cosign's ``cosign.key`` (:mod:`.cosignkey`) and
+``cosign.pub`` are read too. A key-mode bundle is a v0.3 Sigstore bundle whose
+``verificationMaterial.publicKey.hint`` is the key fingerprint as cosign writes it (base64
+sha256 of the DER SubjectPublicKeyInfo; older ocimodel wrote hex, still recognised), with
+no transparency log entry; its DSSE signature is
 ECDSA P-256 / SHA-256 over the PAE. sigstore-python can neither write nor read such
 bundles (sigstore-python#1244), so both directions live here.
 """
@@ -24,8 +26,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from ocimodel.errors import UsageError, VerificationError
+from ocimodel.signing import cosignkey
 from ocimodel.signing.statement import BUNDLE_MEDIA_TYPE, BUNDLE_V03_MEDIA_TYPES, PAYLOAD_TYPE, pae
 
 PASSWORD_ENV = "OCIMODEL_KEY_PASSWORD"
@@ -58,11 +62,19 @@ def key_password(
 
 
 def fingerprint(public_key: ec.EllipticCurvePublicKey) -> str:
-    """Lowercase hex sha256 of the DER SubjectPublicKeyInfo (the bundle's key hint)."""
+    """The key hint as cosign writes it: standard base64 of sha256(DER SubjectPublicKeyInfo)."""
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(der).hexdigest()
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def _hints(public_key: ec.EllipticCurvePublicKey) -> tuple[str, str]:
+    """The hints this key may appear under: cosign's, and the hex one older ocimodel wrote."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return fingerprint(public_key), hashlib.sha256(der).hexdigest()
 
 
 def generate_keypair(prefix: Path, password: bytes) -> tuple[Path, Path]:
@@ -96,32 +108,66 @@ def _read(path: Path, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-def load_private_key(path: Path, password: bytes) -> ec.EllipticCurvePrivateKey:
-    """Decrypt the PKCS#8 key at ``path``; UsageError naming the file on a wrong password."""
-    data = _read(path, "private key")
-    if not password:
-        raise UsageError(f"no password given for private key {path}")
-    try:
-        key = serialization.load_pem_private_key(data, password=password)
-    except TypeError:
-        raise UsageError(f"{path} is not encrypted; ocimodel only uses encrypted keys") from None
-    except ValueError:
-        raise UsageError(
-            f"cannot decrypt private key {path}: wrong password (or not a PEM private key)"
-        ) from None
+PRIVATE_FORMATS = (
+    "cosign's ENCRYPTED SIGSTORE PRIVATE KEY (cosign generate-key-pair) "
+    "or an encrypted PKCS#8 ENCRYPTED PRIVATE KEY PEM (ocimodel keygen)"
+)
+_UNENCRYPTED = ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY")
+
+
+def _p256_private(key: object, path: Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise UsageError(f"{path} is not an ECDSA P-256 private key")
+        raise UsageError(f"{path} is not an ECDSA P-256 private key (the only kind ocimodel signs with)")
     return key
 
 
-def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
-    """The ECDSA P-256 public key in the PEM file at ``path``."""
+def load_private_key(path: Path, password: bytes) -> ec.EllipticCurvePrivateKey:
+    """Decrypt the private key at ``path``: cosign's format or encrypted PKCS#8.
+
+    The UsageError says which of "wrong password" and "not a key format ocimodel reads"
+    happened.
+    """
+    data = _read(path, "private key")
+    if not password:
+        raise UsageError(f"no password given for private key {path}")
+    kind = cosignkey.pem_type(data)
+    if kind in cosignkey.COSIGN_PEM_TYPES:
+        try:
+            return _p256_private(cosignkey.decrypt_cosign_key(data, password), path)
+        except cosignkey.WrongPassword:
+            raise UsageError(f"cannot decrypt private key {path}: wrong password") from None
+        except cosignkey.NotCosignKey as exc:
+            raise UsageError(f"{path} is a damaged cosign key ({exc}); expected {PRIVATE_FORMATS}") from None
+    if kind in _UNENCRYPTED:
+        raise UsageError(f"{path} is not encrypted; ocimodel only uses encrypted keys")
+    if kind == "PUBLIC KEY":
+        raise UsageError(f"{path} is a public key; signing needs the private key (e.g. cosign.key)")
+    if kind != "ENCRYPTED PRIVATE KEY":
+        raise UsageError(f"{path} is not a key format ocimodel reads (expected {PRIVATE_FORMATS})")
     try:
-        key = serialization.load_pem_public_key(_read(path, "public key"))
+        key = serialization.load_pem_private_key(data, password=password)
+    except ValueError as exc:
+        if "Incorrect password" in str(exc):
+            raise UsageError(f"cannot decrypt private key {path}: wrong password") from None
+        raise UsageError(f"{path} is not a key format ocimodel reads (expected {PRIVATE_FORMATS})") from None
+    return _p256_private(key, path)
+
+
+PUBLIC_FORMATS = "an ECDSA P-256 PUBLIC KEY PEM (cosign.pub, or ocimodel keygen's .pub)"
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    """The ECDSA P-256 public key in the PEM file at ``path`` (cosign's ``cosign.pub``)."""
+    data = _read(path, "public key")
+    kind = cosignkey.pem_type(data)
+    if kind is not None and "PRIVATE KEY" in kind:
+        raise UsageError(f"{path} is a private key; verifying needs the public key (e.g. cosign.pub)")
+    try:
+        key = serialization.load_pem_public_key(data)
     except ValueError:
-        raise UsageError(f"{path} is not a PEM public key") from None
+        raise UsageError(f"{path} is not a key format ocimodel reads (expected {PUBLIC_FORMATS})") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise UsageError(f"{path} is not an ECDSA P-256 public key")
+        raise UsageError(f"{path} is not an ECDSA P-256 public key (expected {PUBLIC_FORMATS})")
     return key
 
 
@@ -161,31 +207,46 @@ def _envelope_parts(bundle: Mapping[str, Any]) -> tuple[str, bytes, bytes]:
     return payload_type, payload, signature
 
 
-def verify_key_bundle(
-    bundle: Mapping[str, Any], public_keys: Sequence[Path]
-) -> tuple[str, bytes, str]:
-    """Check a key-mode bundle against ``public_keys``; any one may match.
-
-    Returns ``(payload_type, payload, fingerprint of the matching key)``. The hint only
-    orders the attempts: it is not trusted.
-    """
-    payload_type, payload, signature = _envelope_parts(bundle)
-    signed = pae(payload_type, payload)
-    keys = [load_public_key(path) for path in public_keys]
+def key_hint(bundle: Mapping[str, Any]) -> object:
+    """``verificationMaterial.publicKey.hint`` of a key-signed bundle (any JSON value)."""
     material = bundle.get("verificationMaterial")
     public_key = material.get("publicKey") if isinstance(material, dict) else None
     if not isinstance(public_key, dict):
         raise VerificationError("bad bundle: verificationMaterial.publicKey must be an object")
-    hint = public_key.get("hint")
-    keys.sort(key=lambda k: fingerprint(k) != hint)
+    return public_key.get("hint")
+
+
+def matching_key(
+    public_keys: Sequence[Path], hint: object, signature: bytes, signed: bytes, *, prehashed: bool = False
+) -> str:
+    """The fingerprint of the first of ``public_keys`` whose ECDSA/SHA-256 signature over
+    ``signed`` (a sha256 digest when ``prehashed``) is ``signature``; VerificationError if none.
+
+    The hint only orders the attempts: it is not trusted.
+    """
+    keys = [load_public_key(path) for path in public_keys]
+    keys.sort(key=lambda k: hint not in _hints(k))
+    algorithm = ec.ECDSA(Prehashed(hashes.SHA256()) if prehashed else hashes.SHA256())
     for key in keys:
         try:
-            key.verify(signature, signed, ec.ECDSA(hashes.SHA256()))
+            key.verify(signature, signed, algorithm)
         except InvalidSignature:
             continue
-        return payload_type, payload, fingerprint(key)
+        return fingerprint(key)
     names = ", ".join(str(p) for p in public_keys)
     raise VerificationError(
         f"wrong key: the signature does not verify with any of: {names} "
         "(signed by another key, or the content was altered)"
     )
+
+
+def verify_key_bundle(
+    bundle: Mapping[str, Any], public_keys: Sequence[Path]
+) -> tuple[str, bytes, str]:
+    """Check a key-mode DSSE bundle against ``public_keys``; any one may match.
+
+    Returns ``(payload_type, payload, fingerprint of the matching key)``.
+    """
+    payload_type, payload, signature = _envelope_parts(bundle)
+    hint = key_hint(bundle)
+    return payload_type, payload, matching_key(public_keys, hint, signature, pae(payload_type, payload))

@@ -48,15 +48,19 @@ def build_statement(
 ) -> bytes:
     """The statement bytes that sign manifest ``digest`` of ``repository``.
 
-    ``annotations`` (ocimodel's, e.g. the stage) go in the predicate as
-    ``{"annotations": {...}}``; without them the predicate is ``{}`` as cosign writes it.
+    ``annotations`` go where ``cosign sign -a key=value`` puts them and ``cosign verify -a``
+    looks for them: the subject's ``annotations``. The predicate is ``{}`` as cosign writes
+    it. (Statements from before this placement carried them in ``predicate.annotations``;
+    :func:`parse_statement` reads both.)
     """
-    predicate: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}
+    subject: dict[str, Any] = {"name": repository, "digest": {"sha256": sha256_hex(digest)}}
+    if annotations:
+        subject["annotations"] = dict(annotations)
     statement = {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": repository, "digest": {"sha256": sha256_hex(digest)}}],
+        "subject": [subject],
         "predicateType": PREDICATE_TYPE,
-        "predicate": predicate,
+        "predicate": {},
     }
     return json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
 
@@ -68,6 +72,9 @@ class Statement:
     predicate_type: str
     subject_sha256: tuple[str, ...]
     predicate: dict[str, Any] = field(default_factory=dict)
+    #: String annotations of the subjects (cosign ``-a``), else of the older
+    #: ``predicate.annotations``; non-string values are dropped.
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def parse_statement(payload: bytes) -> Statement:
@@ -92,4 +99,10 @@ def parse_statement(payload: bytes) -> Statement:
         and isinstance(s["digest"].get("sha256"), str)
     )
     predicate = doc.get("predicate")
-    return Statement(predicate_type, digests, predicate if isinstance(predicate, dict) else {})
+    predicate = predicate if isinstance(predicate, dict) else {}
+    annotations: dict[str, str] = {}
+    for holder in [predicate, *(s for s in subjects if isinstance(s, dict))]:
+        found = holder.get("annotations")
+        if isinstance(found, dict):
+            annotations.update({k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)})
+    return Statement(predicate_type, digests, predicate, annotations)

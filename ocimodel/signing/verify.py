@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ocimodel.errors import UsageError, VerificationError
-from ocimodel.signing import keys
+from ocimodel.signing import keys, messagesig
 from ocimodel.signing.policy import (
     VerificationPolicy,
     certificate_identities,
@@ -36,7 +36,7 @@ class SignatureInfo:
     """Who signed what, from a verified bundle."""
 
     kind: Literal["keyless", "key"]
-    signer: str  # the certificate identity, or the key fingerprint (hex sha256 of its DER)
+    signer: str  # the certificate identity, or the key fingerprint (base64 sha256 of its DER, as cosign's hint)
     issuer: str | None  # the OIDC issuer (keyless only)
     digest: str  # "sha256:<hex>" of what was verified
     signed_at: dt.datetime | None  # the transparency log's integrated time, when present
@@ -187,10 +187,21 @@ def _hash_file(path: Path) -> Hashed:
     return Hashed(algorithm=HashAlgorithm.SHA2_256, digest=sha.digest())
 
 
+def _verify_key_message(doc: dict[str, Any], file_digest: bytes, policy: VerificationPolicy) -> SignatureInfo:
+    if not policy.keys:
+        raise VerificationError("signed with a key, but the policy names no key (--key)")
+    if messagesig.is_legacy_bundle(doc):
+        signer = messagesig.verify_legacy_bundle(doc, file_digest, policy.keys)
+    else:
+        signer = messagesig.verify_message_bundle(doc, file_digest, policy.keys)
+    return SignatureInfo("key", signer, None, f"sha256:{file_digest.hex()}", None)
+
+
 def verify_blob(file_path: Path, bundle_path: Path, policy: VerificationPolicy) -> SignatureInfo:
     """Verify a detached bundle over a local file, like ``cosign verify-blob``.
 
-    The bundle is either a message signature over the file's sha256, or a DSSE envelope
+    The bundle is either a message signature over the file's sha256 (keyless, or with a
+    key as ``cosign sign-blob --key`` writes it, new or legacy format), or a DSSE envelope
     of an in-toto statement (any predicate) with a subject sha256 equal to the file's.
     """
     from sigstore.errors import VerificationError as SigstoreVerificationError
@@ -203,6 +214,8 @@ def verify_blob(file_path: Path, bundle_path: Path, policy: VerificationPolicy) 
     except OSError as exc:
         raise UsageError(f"cannot read bundle {bundle_path}: {exc.strerror}") from None
     doc = _load_json(bundle_json)
+    if messagesig.is_legacy_bundle(doc) or (_is_key_bundle(doc) and messagesig.is_message_bundle(doc)):
+        return _verify_key_message(doc, hashed.digest, policy)
     if _is_key_bundle(doc) or "dsseEnvelope" in doc:
         return verify_bundle(bundle_json, hashed.digest.hex(), policy, predicate_type=None)
     _require_keyless_rules(policy)

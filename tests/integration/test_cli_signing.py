@@ -187,3 +187,56 @@ def test_verify_blob_public_staging_bundle(sigstore_data: Path, cli_env):
     assert WILLIAM in ok.stdout
     wrong = run("verify-blob", *common, "--certificate-identity", "someone@else.example", env=cli_env)
     assert_one_line_failure(wrong, 5, "wrong identity")
+
+
+def test_cosign_key_pair_signs_verifies_and_promotes(model, tmp_path, cli_env):
+    """A key written by ``cosign generate-key-pair`` (cosign's own test key, password hello)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from ocimodel.signing.keys import load_private_key
+
+    ref, digest = model
+    cosign_key = Path(__file__).parent.parent / "data" / "cosign" / "pemsigstorekey.key"
+    pub = tmp_path / "cosign.pub"
+    pub.write_bytes(load_private_key(cosign_key, b"hello").public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    env = {**cli_env, "OCIMODEL_KEY_PASSWORD": "hello"}
+    wrong = run("sign", ref, "--key", str(cosign_key), env=cli_env)
+    assert_one_line_failure(wrong, 2, "pemsigstorekey.key: wrong password")
+    signed = run("sign", ref, "--key", str(cosign_key), env=env)
+    assert signed.returncode == 0, signed.stderr
+    verified = run("verify", ref, "--key", str(pub), env=env)
+    assert verified.returncode == 0 and f"Verified {digest}" in verified.stdout, verified.stderr
+    swapped = run("verify", ref, "--key", str(cosign_key), env=env)
+    assert_one_line_failure(swapped, 2, "is a private key; verifying needs the public key")
+    promoted = run("promote", ref, "prod", "--key", str(pub), "--sign", "--sign-key", str(cosign_key), env=env)
+    assert promoted.returncode == 0, promoted.stderr
+
+
+def test_verify_blob_cosign_message_bundle_exit_codes(tmp_path, cli_env):
+    """``cosign sign-blob --key --bundle`` output: verifies; another file's bundle exits 5."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = tmp_path / "cosign.pub"
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    blob, other = tmp_path / "m.bin", tmp_path / "other.bin"
+    blob.write_bytes(os.urandom(2000))
+    other.write_bytes(os.urandom(2000))
+    content = blob.read_bytes()
+    bundle = tmp_path / "m.bin.bundle"
+    bundle.write_text(json.dumps({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "ignored"}},
+        "messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256", "digest": base64.b64encode(hashlib.sha256(content).digest()).decode()},
+            "signature": base64.b64encode(key.sign(content, ec.ECDSA(hashes.SHA256()))).decode()},
+    }))
+    ok = run("verify-blob", str(blob), "--bundle", str(bundle), "--key", str(pub), env=cli_env)
+    assert ok.returncode == 0, ok.stderr
+    mismatch = run("verify-blob", str(other), "--bundle", str(bundle), "--key", str(pub), env=cli_env)
+    assert_one_line_failure(mismatch, 5, "digest mismatch")

@@ -50,7 +50,7 @@ ALLOWED = {
 THIRD_PARTY = {
     "httpx": "registry", "httpcore": "registry", "certifi": "registry",
     "sigstore": "signing", "sigstore_models": "signing", "cryptography": "signing", "yaml": "signing",
-    "requests": "signing",
+    "requests": "signing", "nacl": "signing",
     "platformdirs": "transfer",
     "typer": "cli", "rich": "cli", "typing_extensions": "cli",
 }

@@ -98,7 +98,7 @@ MALFORMED: dict[str, tuple[str | None, list[str], dict[str, str], str]] = {
     "flag-trusted-root-only": (None, ["--trusted-root", "{tmp}/k.pub"], {}, "no verification policy"),
     "flag-staging-only": (None, ["--staging"], {}, "no verification policy"),
     "flag-missing-key": (None, ["--key", "{tmp}/nope.pub"], {}, "cannot read public key"),
-    "flag-key-not-a-key": (None, ["--key", "{tmp}/blob"], {}, "not a PEM public key"),
+    "flag-key-not-a-key": (None, ["--key", "{tmp}/blob"], {}, "not a key format ocimodel reads"),
     "flag-staging-and-root": (None, ["--key", "{tmp}/k.pub", "--staging", "--trusted-root", "{tmp}/k.pub"], {}, "not both"),
     "file-plus-flag-still-incomplete": (f"certificate-oidc-issuer: {ISSUER}\n", ["--certificate-github-workflow-repository", "a/b"],
                                         {}, "with the flags"),
