@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Iterator
 HERE = Path(__file__).parent
 for directory in (HERE, HERE / "unit", HERE / "integration"):
     sys.path.insert(0, str(directory))
+# The delaying proxy (benchmarks/delayproxy.py) serves the benchmark and the tests. Appended, not
+# inserted: benchmarks/copy.py would otherwise shadow the standard library's ``copy``.
+sys.path.append(str(HERE.parent / "benchmarks"))
 
 import pytest  # noqa: E402
 from registry_fixtures import *  # noqa: E402,F401,F403 - fixtures are found by name
