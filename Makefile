@@ -41,7 +41,7 @@ bench: $(STAMP) registry-binary
 
 # Registry -> registry copy against skopeo copy and a pull + push (skopeo: apt-get install skopeo).
 bench-copy: $(STAMP) registry-binary
-	$(BIN)/python benchmarks/copy.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/copy_bench.py $(BENCH_ARGS)
 
 # The scanner against picklescan, modelscan and fickling on the test corpus (no registry needed).
 bench-scan: $(STAMP)

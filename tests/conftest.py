@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 for directory in (HERE, HERE / "unit", HERE / "integration"):
     sys.path.insert(0, str(directory))
 # The delaying proxy (benchmarks/delayproxy.py) serves the benchmark and the tests. Appended, not
-# inserted: benchmarks/copy.py would otherwise shadow the standard library's ``copy``.
+# inserted: a benchmark script's name must never shadow a module of the standard library.
 sys.path.append(str(HERE.parent / "benchmarks"))
 
 import pytest  # noqa: E402

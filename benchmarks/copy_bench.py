@@ -1,6 +1,6 @@
 """Registry -> registry copy of a model: ``ocimodel copy`` against ``skopeo copy`` and a pull + push.
 
-    python benchmarks/copy.py [--size 1GiB] [--rounds 5] [--json] [--keep-order]
+    python benchmarks/copy_bench.py [--size 1GiB] [--rounds 5] [--json] [--keep-order]
 
 Starts TWO distribution registries (the Debian ``docker-registry`` binary, plain http on
 127.0.0.1, storage in a temp dir deleted afterwards). Untimed set-up: a random file of
