@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit bench bench-copy bench-scan registry-binary clean
+.PHONY: demo test test-unit bench bench-copy bench-latency bench-scan registry-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(STAMP) registry-binary
 # Registry -> registry copy against skopeo copy and a pull + push (skopeo: apt-get install skopeo).
 bench-copy: $(STAMP) registry-binary
 	$(BIN)/python benchmarks/copy_bench.py $(BENCH_ARGS)
+
+# Push/pull through a delaying proxy (RTT 0/20/80 ms, 100 MB/s): ocimodel vs oras-py vs a
+# sequential floor, next to the physical floor. BENCH_ARGS="--quick" for a few minutes' run.
+bench-latency: $(STAMP) registry-binary
+	$(BIN)/python benchmarks/latency.py $(BENCH_ARGS)
 
 # The scanner against picklescan, modelscan and fickling on the test corpus (no registry needed).
 bench-scan: $(STAMP)

@@ -1,6 +1,6 @@
-"""oras-py (0.2.43) push/pull of one file, run as its own process so its RSS is measured alone.
+"""oras-py (0.2.43) push/pull of files, run as its own process so its RSS is measured alone.
 
-    python benchmarks/oras_tool.py push HOST REPO:TAG FILE
+    python benchmarks/oras_tool.py push HOST REPO:TAG FILE [FILE...]
     python benchmarks/oras_tool.py pull HOST REPO:TAG OUTDIR
 
 Prints one JSON line on stdout: for push, the HTTP statuses oras got for each blob upload
@@ -15,7 +15,7 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    op, host, target, path = argv
+    op, host, target, path, *more = argv
     import oras.client
     import oras.provider
 
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     client = oras.client.OrasClient(hostname=host, insecure=True)
     ref = f"{host}/{target}"
     if op == "push":
-        client.push(target=ref, files=[path], disable_path_validation=True, quiet=True)
+        client.push(target=ref, files=[path, *more], disable_path_validation=True, quiet=True)
         print(json.dumps({"uploadStatuses": statuses}))
     elif op == "pull":
         files = client.pull(target=ref, outdir=path)
