@@ -239,8 +239,10 @@ class Latency:
 
 
 def render(rows: list[dict[str, Any]], quick: bool, models: list[str], rounds: int, bandwidth: float | None) -> str:
-    shapes = {m: f"{len(model_files(m, quick))} file(s), {sum(model_files(m, quick).values()) / MIB:.0f} MiB"
-              for m in models}
+    shapes = {}
+    for m in models:
+        files = model_files(m, quick)
+        shapes[m] = f"{len(files)} file{'s' if len(files) > 1 else ''}, {sum(files.values()) / MIB:.0f} MiB"
     lines = [
         f"medians of {rounds} round(s); bandwidth {bandwidth / 1e6 if bandwidth else 'unlimited'} MB/s; "
         "× = time / physical floor; req/conn = HTTP requests / TCP connections; RSS = peak",
