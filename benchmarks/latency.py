@@ -43,12 +43,10 @@ handshake, the manifest GET, the blob GETs (the config is not needed before the 
 from __future__ import annotations
 
 import argparse
-import atexit
 import hashlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -61,7 +59,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 from delayproxy import DelayProxy  # noqa: E402
-from transfer import MIB, OCIMODEL, Bench  # noqa: E402
+from transfer import MIB, OCIMODEL, Bench, clean_up_on_exit  # noqa: E402
 
 TOOLS = ("ocimodel", "oras-py", "sequential")
 OPS = ("push", "pull")
@@ -304,12 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    atexit.register(cleanup)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
+    clean_up_on_exit(cleanup)
     started = time.monotonic()
     try:
         bench.start()

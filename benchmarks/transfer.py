@@ -787,6 +787,17 @@ def parse_scenarios(text: str) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def clean_up_on_exit(cleanup: Callable[[], None]) -> None:
+    """Run ``cleanup`` at exit; SIGTERM and SIGHUP become KeyboardInterrupt so it runs then too."""
+    atexit.register(cleanup)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", type=parse_scenarios, default=list(SCENARIOS),
@@ -822,13 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    atexit.register(cleanup)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    clean_up_on_exit(cleanup)
     started = time.monotonic()
     try:
         bench.start()
