@@ -1,8 +1,8 @@
 """Push and pull at real-network latency: ocimodel vs oras-py vs a sequential floor, through a
 delaying proxy in front of one local registry.
 
-    python benchmarks/latency.py                      # RTT 0,20,80 ms x 3 models, 3 rounds (~40 min)
-    python benchmarks/latency.py --quick              # small models, 1 round (~5 min)
+    python benchmarks/latency.py                      # RTT 0,20,80 ms x 3 models, 3 rounds (~30 min; --rounds 1 ~10 min)
+    python benchmarks/latency.py --quick              # small models, 1 round (~3 min)
     python benchmarks/latency.py --rtt 80 --models st13 --rounds 5 --json
 
 One ``docker-registry`` (plain http, 127.0.0.1, temp storage) behind ``delayproxy.DelayProxy``:
