@@ -66,6 +66,7 @@ class InstallState:
     verification: dict[str, Any] | None = None
     time: str | None = None
     tool: str | None = None
+    checks: str | None = None  # what the pull checked (restart.checks_fingerprint); optional
     state_version: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +103,7 @@ class InstallState:
             verification=_field(obj, "verification", dict, optional=True),
             time=_field(obj, "time", str, optional=True),
             tool=_field(obj, "tool", str, optional=True),
+            checks=None if obj.get("checks") is None else _digest(obj.get("checks")),
         )
 
 
@@ -215,6 +217,23 @@ def problem_with(root: DirHandle, files: Sequence[InstalledFile], *, reverify: b
             finally:
                 os.close(fd)
     return None
+
+
+def install_problem(
+    top: DirHandle, layout: str, digest: str, files: Sequence[InstalledFile], *, reverify: bool
+) -> str | None:
+    """Why the install of ``digest`` recorded in the state is not intact (None if it is)."""
+    if layout == "flat":
+        return problem_with(top, files, reverify=reverify)
+    hexdigest = digest.partition(":")[2]
+    if current_digest_hex(top) != hexdigest:
+        return "current link points elsewhere"
+    try:
+        version = top.subdir(f"{VERSIONS_DIR}/{hexdigest}")
+    except (OSError, OcimodelError):
+        return "its version directory is missing"
+    with version:
+        return problem_with(version, files, reverify=reverify)
 
 
 def current_digest_hex(dest: DirHandle) -> str | None:

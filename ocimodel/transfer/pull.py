@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .._version import __version__
 from ..config import FileInfo, timestamp
-from ..errors import OcimodelError, UsageError
+from ..errors import UsageError
 from ..licenses import check_license, model_license
 from ..model import PlannedFile, ResolvedModel, plan_files, resolve
 from ..scanner.refusals import check_blobs_safe
@@ -34,6 +34,7 @@ from .dirfd import DirHandle
 from .download import download_into
 from .observer import NullObserver, TransferObserver
 from .parallel import DEFAULT_CONCURRENCY
+from .restart import checks_fingerprint, installed_offline
 
 if TYPE_CHECKING:
     from ..signing.policy import VerificationPolicy
@@ -92,6 +93,19 @@ def pull(
     options = ScanOptions.make([*allow_globals, *extra], scan_limits)
     emit = events or (lambda step, fields: None)
     dest = Path(dest)
+    checks = checks_fingerprint(
+        policy, allow_any_type=allow_any_type, allow_licenses=allow_licenses, deny_unsafe=deny_unsafe,
+        allow_globals=allow_globals, scan_limits=scan_limits,
+    )
+    if not reverify:  # the init container's restart: a digest installed under the same checks
+        found = installed_offline(
+            ref, dest, layout=layout, include=include, checks=checks, options=options if deny_unsafe else None,
+            events=emit,
+        )
+        if found is not None:
+            digest, files_found, where = found
+            return PullResult(reference=str(ref), digest=digest, destination=str(dest), files=files_found,
+                              path=str(where), skipped=True)
     model = resolve(ref, allow_any_type=allow_any_type)
     emit("resolved", {"reference": str(ref), "digest": model.digest})
     planned = plan_files(model, include)
@@ -121,7 +135,7 @@ def pull(
     check_destination(dest, [p.title for p in planned] if layout == "flat" else [])
     state = installed.InstallState(
         reference=str(ref), digest=model.digest, layout=layout, files=files, include=tuple(include),
-        verification=verification, tool=f"ocimodel {__version__}",
+        verification=verification, tool=f"ocimodel {__version__}", checks=checks,
     )
     before_commit = functools.partial(check_blobs_safe, options=options) if deny_unsafe else None
     install = _Install(model, dest, planned, observer or NullObserver(), concurrency, cache, before_commit)
@@ -134,11 +148,13 @@ def pull(
                 emit("state-ignored", {"path": str(dest / installed.STATE_NAME), "reason": ignored})
             installed.check_layout(top, layout, previous)
             if previous and (previous.digest, previous.layout, previous.include) == (model.digest, layout, tuple(include)):
-                problem = _installed_problem(top, layout, model.digest, files, reverify)
+                problem = installed.install_problem(top, layout, model.digest, files, reverify=reverify)
                 if problem is None:
                     if deny_unsafe:
                         check_blobs_safe([(f.path, root.joinpath(*f.path.split("/"))) for f in files], options)
-                    emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify})
+                    if previous.checks != checks:  # so that the next restart can skip the registry
+                        installed.write_state(top, replace(state, time=previous.time))
+                    emit("up-to-date", {"digest": model.digest, "path": str(root), "reverified": reverify, "offline": False})
                     return replace(result, skipped=True)
                 emit("repairing", {"digest": model.digest, "reason": problem})
             install.run(top, state, existed, previous)
@@ -149,23 +165,6 @@ def pull(
         raise
     emit("installed", {"digest": model.digest, "path": str(root)})
     return result
-
-
-def _installed_problem(
-    top: DirHandle, layout: str, digest: str, files: Sequence[installed.InstalledFile], reverify: bool
-) -> str | None:
-    """Why the install of ``digest`` recorded in the state is not intact (None if it is)."""
-    if layout == "flat":
-        return installed.problem_with(top, files, reverify=reverify)
-    hexdigest = digest.partition(":")[2]
-    if installed.current_digest_hex(top) != hexdigest:
-        return "current link points elsewhere"
-    try:
-        version = top.subdir(f"{installed.VERSIONS_DIR}/{hexdigest}")
-    except (OSError, OcimodelError):
-        return "its version directory is missing"
-    with version:
-        return installed.problem_with(version, files, reverify=reverify)
 
 
 @dataclass(frozen=True)
