@@ -197,10 +197,11 @@ class RegistryClient:
         op = self.transport.op(ref, "push", f"{what} to {ref.repository}", scopes=[repository_scope(ref.repository, "pull", "push")])
         return self.uploads.streamed(ref, op, size, open_chunks, decision, what, progress)
 
-    def push_blob_bytes(self, ref: Reference, media_type: str, data: bytes) -> Descriptor:
-        """Upload a small in-memory blob (a config, say); returns its descriptor."""
+    def push_blob_bytes(self, ref: Reference, media_type: str, data: bytes, *, checked: bool = False) -> Descriptor:
+        """Upload a small in-memory blob (a config, say); returns its descriptor. ``checked``: as
+        for :meth:`push_blob` (no HEAD first)."""
         descriptor = Descriptor.from_bytes(media_type, data)
-        self.push_blob(ref, descriptor, lambda: (data,))
+        self.push_blob(ref, descriptor, lambda: (data,), checked=checked)
         return descriptor
 
     @contextmanager

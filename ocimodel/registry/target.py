@@ -121,8 +121,8 @@ class RegistryTarget:
     ) -> bool:
         return self.client.push_blob(self.reference, descriptor, open_chunks, progress=progress, checked=checked)
 
-    def push_blob_bytes(self, media_type: str, data: bytes) -> Descriptor:
-        return self.client.push_blob_bytes(self.reference, media_type, data)
+    def push_blob_bytes(self, media_type: str, data: bytes, *, checked: bool = False) -> Descriptor:
+        return self.client.push_blob_bytes(self.reference, media_type, data, checked=checked)
 
     # -- fewer round trips for a push (see ocimodel.transfer.upload) -------------------------------
 

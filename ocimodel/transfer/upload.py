@@ -104,6 +104,8 @@ class PushPlanner(Protocol):
         checked: bool = False,
     ) -> bool: ...
 
+    def push_blob_bytes(self, media_type: str, data: bytes, *, checked: bool = False) -> Descriptor: ...
+
 
 def push_files(
     target: Target,
@@ -312,10 +314,20 @@ def file_entries(sources: Sequence[SourceFile], layers: Sequence[Descriptor]) ->
 
 
 def push_manifest(
-    target: Target, tag: str, config: ModelConfig, layers: Sequence[Descriptor], annotations: dict[str, str]
+    target: Target, tag: str, config: ModelConfig, layers: Sequence[Descriptor], annotations: dict[str, str],
+    *, new_config: bool = False,
 ) -> Manifest:
-    """Upload the config blob, then the manifest under ``tag``."""
-    config_desc = target.push_blob_bytes(CONFIG_MEDIA_TYPE, config.to_bytes())
+    """Upload the config blob, then the manifest under ``tag``.
+
+    ``new_config``: the config cannot be on the registry yet (it records the current time), so
+    a registry gets no HEAD for it, one round trip less on the critical path. A wrong guess
+    costs only the upload of a few bytes the registry already had.
+    """
+    data = config.to_bytes()
+    if new_config and isinstance(target, PushPlanner):
+        config_desc = target.push_blob_bytes(CONFIG_MEDIA_TYPE, data, checked=True)
+    else:
+        config_desc = target.push_blob_bytes(CONFIG_MEDIA_TYPE, data)
     manifest = Manifest.build(config_desc, list(layers), artifact_type=ARTIFACT_TYPE, annotations=annotations)
     target.push_manifest(manifest.raw, manifest.media_type, tag=tag)
     return manifest

@@ -15,6 +15,7 @@ from faultproxy import Relay
 from registry_fixtures import fast_retry
 from transfer_helpers import model_tree, pull_model, push_model, write_random
 
+from ocimodel.descriptor import sha256_digest
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
 from ocimodel.registry.connection import Connection
@@ -104,3 +105,39 @@ def test_bearer_token_is_fetched_once_for_the_whole_push(token_registry, repo, t
     # One token for repository:<name>:pull,push reused by every request; with 8 workers the first
     # wave of challenges may each ask once before the cache fills, never once per blob.
     assert token_registry.token_requests - before <= SMALL_IN_FLIGHT
+
+
+def _push_use_case(client: RegistryClient, model: Path, ref: Reference):
+    from ocimodel.registry.target import target_ref
+    from ocimodel.transfer.push import ModelInfo, push
+
+    def no_parents(text: str):
+        raise AssertionError(f"no lineage here, asked for {text}")
+
+    return push(target_ref(client, ref), model, info=ModelInfo(code=False), locate=no_parents, scan=False, concurrency=4)
+
+
+def test_a_time_stamped_config_is_uploaded_without_a_head(relay, relay_client, requests, repo, tmp_path, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    _model(tmp_path / "model")
+    ref = Reference(relay.host, repo, "v1")
+    _push_use_case(relay_client, tmp_path / "model", ref)
+    requests.sent.clear()
+    result = _push_use_case(relay_client, tmp_path / "model", ref)  # a re-push: only the config is new
+    assert (result.uploaded_blobs, result.skipped_blobs) == (0, N_FILES)
+    config = sha256_digest(result.config.to_bytes())
+    heads = [path for method, path in requests.sent if method == "HEAD"]
+    assert len(heads) == N_FILES and not any(h.endswith(config) for h in heads)
+    assert any(path.endswith("/blobs/uploads/") for method, path in requests.sent if method == "POST")
+    assert len(requests.sent) <= N_FILES + 3, requests.methods()  # HEADs, config POST + PUT, manifest
+
+
+def test_a_reproducible_config_is_checked_first(relay, relay_client, requests, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same config bytes each push
+    _model(tmp_path / "model")
+    ref = Reference(relay.host, repo, "v1")
+    _push_use_case(relay_client, tmp_path / "model", ref)
+    requests.sent.clear()
+    result = _push_use_case(relay_client, tmp_path / "model", ref)
+    assert result.uploaded_blobs == 0
+    assert requests.methods() == Counter({"HEAD": N_FILES + 1, "PUT": 1})  # N + 2: nothing uploaded
