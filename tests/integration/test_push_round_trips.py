@@ -12,10 +12,11 @@ from typing import Iterator
 import httpx
 import pytest
 from faultproxy import Relay
-from registry_fixtures import fast_retry
+from registry_fixtures import LocalServer, RecordedRequest, Reply, fast_retry
 from transfer_helpers import model_tree, pull_model, push_model, write_random
 
-from ocimodel.descriptor import sha256_digest
+from ocimodel.descriptor import Descriptor, sha256_digest
+from ocimodel.errors import DigestMismatchError
 from ocimodel.reference import Reference
 from ocimodel.registry.client import RegistryClient
 from ocimodel.registry.connection import Connection
@@ -32,7 +33,7 @@ class Requests:
         self.sent: list[tuple[str, str]] = []
 
     def hook(self, request: httpx.Request) -> None:
-        self.sent.append((request.method, request.url.path))
+        self.sent.append((request.method, request.url.raw_path.decode("ascii")))  # with the query
 
     def methods(self) -> Counter[str]:
         return Counter(method for method, _ in self.sent)
@@ -128,7 +129,7 @@ def test_a_time_stamped_config_is_uploaded_without_a_head(relay, relay_client, r
     config = sha256_digest(result.config.to_bytes())
     heads = [path for method, path in requests.sent if method == "HEAD"]
     assert len(heads) == N_FILES and not any(h.endswith(config) for h in heads)
-    assert any(path.endswith("/blobs/uploads/") for method, path in requests.sent if method == "POST")
+    assert any("/blobs/uploads/" in path for method, path in requests.sent if method == "POST")
     assert len(requests.sent) <= N_FILES + 3, requests.methods()  # HEADs, config POST + PUT, manifest
 
 
@@ -141,3 +142,68 @@ def test_a_reproducible_config_is_checked_first(relay, relay_client, requests, r
     result = _push_use_case(relay_client, tmp_path / "model", ref)
     assert result.uploaded_blobs == 0
     assert requests.methods() == Counter({"HEAD": N_FILES + 1, "PUT": 1})  # N + 2: nothing uploaded
+
+
+# -- the single-POST upload of small blobs ------------------------------------------------------
+
+
+def _single_posts(requests: Requests) -> list[str]:
+    return [path for method, path in requests.sent if method == "POST" and "digest=" in path]
+
+
+def test_a_registry_refusing_the_single_post_gets_post_then_put_and_is_not_asked_again(
+    relay, relay_client, requests, repo, tmp_path
+):
+    # distribution 2.8 answers POST ?digest= with an upload session: the blob goes in its PUT.
+    files = _model(tmp_path / "model")
+    ref = Reference(relay.host, repo, "v1")
+    pushed = push_model(relay_client, tmp_path / "model", ref, concurrency=1)
+    assert pushed.uploaded == N_FILES
+    assert len(_single_posts(requests)) == 1  # the refusal is remembered for the host
+    pull_model(relay_client, ref, tmp_path / "out")
+    assert model_tree(tmp_path / "out") == files
+
+
+def _blob_server(single_post: bool) -> tuple[LocalServer, dict[str, bytes]]:
+    """A minimal registry of blobs: the single POST stored (checked) or refused with a session."""
+    stored: dict[str, bytes] = {}
+
+    def handle(request: RecordedRequest) -> Reply:
+        url = httpx.URL(request.path)
+        digest = url.params.get("digest")
+        if request.method == "POST" and digest and single_post:
+            if sha256_digest(request.body) != digest:
+                return Reply(400, body=b'{"errors":[{"code":"DIGEST_INVALID","message":"bad"}]}')
+            stored[digest] = request.body
+            return Reply(201, {"Docker-Content-Digest": digest, "Location": f"/v2/r/blobs/{digest}"})
+        if request.method == "POST":
+            return Reply(202, {"Location": "/v2/r/blobs/uploads/session-1"})
+        if request.method == "PUT" and digest:
+            stored[digest] = request.body
+            return Reply(201, {"Docker-Content-Digest": digest})
+        return Reply(404)
+
+    return LocalServer(handle), stored
+
+
+@pytest.mark.parametrize("single_post", [True, False])
+def test_a_small_blob_goes_in_one_post_where_the_registry_takes_it(single_post, docker_config):
+    server, stored = _blob_server(single_post)
+    data = b"small blob " * 100
+    descriptor = Descriptor.from_bytes("application/octet-stream", data)
+    with server, RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as c:
+        assert c.push_blob(Reference(server.host, "r", "v1"), descriptor, lambda: (data,), checked=True)
+    assert stored == {descriptor.digest: data}
+    methods = [r.method for r in server.requests]
+    assert methods == (["POST"] if single_post else ["POST", "PUT"])
+
+
+def test_a_single_post_stored_under_another_digest_is_refused(docker_config):
+    def handle(request: RecordedRequest) -> Reply:
+        return Reply(201, {"Docker-Content-Digest": "sha256:" + "0" * 64})
+
+    data = b"x" * 1000
+    descriptor = Descriptor.from_bytes("application/octet-stream", data)
+    with LocalServer(handle) as server, RegistryClient(Connection(plain_http=True), credentials=CredentialStore(), retry=fast_retry()) as c:
+        with pytest.raises(DigestMismatchError, match="not " + descriptor.digest):
+            c.push_blob(Reference(server.host, "r", "v1"), descriptor, lambda: (data,), checked=True)
