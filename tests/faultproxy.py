@@ -323,3 +323,83 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+class Relay:
+    """A transparent TCP relay to ``upstream`` that counts client connections (no HTTP parsing,
+    no ``Connection: close``: keep-alive is the client's to use), optionally delaying each
+    direction by ``delay`` seconds (a one-way latency, for measuring round trips by hand).
+
+    ``connections`` is how many TCP connections clients opened: with connection reuse it stays
+    at the number of concurrent workers, not the number of requests.
+    """
+
+    def __init__(self, upstream: str, delay: float = 0.0) -> None:
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self.delay = delay
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(_POLL * 4)
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept_loop, name="relay", daemon=True)
+
+    def __enter__(self) -> "Relay":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self._lock:
+                self.connections += 1
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), name="relay-pipe", daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        """Copy ``source`` to ``sink``, each piece ``delay`` s after it arrived; EOF is passed on."""
+        import queue
+
+        pending: "queue.Queue[tuple[float, bytes]]" = queue.Queue()
+
+        def write() -> None:
+            try:
+                while True:
+                    at, data = pending.get()
+                    wait = at + self.delay - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                    if not data:
+                        sink.shutdown(socket.SHUT_WR)
+                        return
+                    sink.sendall(data)
+            except OSError:
+                pass
+
+        writer = threading.Thread(target=write, name="relay-write", daemon=True)
+        writer.start()
+        source.settimeout(_IDLE_LIMIT)
+        try:
+            while not self._stopped.is_set():
+                data = source.recv(256 * 1024)
+                pending.put((time.monotonic(), data))
+                if not data:
+                    break
+        except OSError:
+            pending.put((time.monotonic(), b""))
+        writer.join(timeout=_IDLE_LIMIT)

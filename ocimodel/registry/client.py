@@ -130,24 +130,31 @@ class RegistryClient:
         progress: Callable[[int], None] | None = None,
         mount_from: str | None = None,
         chunked: bool = False,
+        checked: bool = False,
     ) -> bool:
         """Upload a blob unless present; False if it was already there, True if uploaded or mounted.
 
         ``open_chunks()`` must return a fresh iterable over the whole content each call (a retry
         reopens it). ``mount_from`` names another repository on the same registry to mount the
         blob from. ``chunked`` forces the PATCH upload, otherwise only a fallback for registries
-        that refuse the monolithic PUT.
+        that refuse the monolithic PUT. ``checked``: the caller already knows the registry lacks
+        the blob, so no HEAD (a wrong guess only costs the bytes: uploading a present blob is allowed).
         """
         actions = [repository_scope(ref.repository, "pull", "push")]
         if mount_from:
             actions.append(repository_scope(mount_from, "pull"))
         op = self.transport.op(ref, "push", f"blob {descriptor.digest} to {ref.repository}", scopes=actions)
         # HEAD with the push scopes: one token serves the whole upload.
-        if self._head_blob(ref, descriptor.digest, op):
+        if not checked and self._head_blob(ref, descriptor.digest, op):
             return False
         body = UploadBody(open_chunks, descriptor.size, f"blob {descriptor.digest}", progress)
         self.transport.retry.run(lambda: self.uploads.upload(ref, descriptor, body, op, mount_from, chunked))
         return True
+
+    def blob_exists_for_push(self, ref: Reference, digest: str) -> bool:
+        """:meth:`blob_exists` asked with the push scopes (the token the uploads will reuse)."""
+        op = self.transport.op(ref, "HEAD", f"blob {digest} in {ref.repository}", "pull", "push")
+        return self._head_blob(ref, digest, op)
 
     def streams_uploads(self, registry: str) -> bool:
         """False once a streamed upload to ``registry`` failed (see :meth:`push_blob_streamed`)."""
@@ -190,10 +197,11 @@ class RegistryClient:
         op = self.transport.op(ref, "push", f"{what} to {ref.repository}", scopes=[repository_scope(ref.repository, "pull", "push")])
         return self.uploads.streamed(ref, op, size, open_chunks, decision, what, progress)
 
-    def push_blob_bytes(self, ref: Reference, media_type: str, data: bytes) -> Descriptor:
-        """Upload a small in-memory blob (a config, say); returns its descriptor."""
+    def push_blob_bytes(self, ref: Reference, media_type: str, data: bytes, *, checked: bool = False) -> Descriptor:
+        """Upload a small in-memory blob (a config, say); returns its descriptor. ``checked``: as
+        for :meth:`push_blob` (no HEAD first)."""
         descriptor = Descriptor.from_bytes(media_type, data)
-        self.push_blob(ref, descriptor, lambda: (data,))
+        self.push_blob(ref, descriptor, lambda: (data,), checked=checked)
         return descriptor
 
     @contextmanager

@@ -116,12 +116,18 @@ class RegistryTarget:
         return self.client.blob_exists(self.reference, digest)
 
     def push_blob(
-        self, descriptor: Descriptor, open_chunks: OpenChunks, *, progress: Callable[[int], None] | None = None
+        self, descriptor: Descriptor, open_chunks: OpenChunks, *, progress: Callable[[int], None] | None = None,
+        checked: bool = False,
     ) -> bool:
-        return self.client.push_blob(self.reference, descriptor, open_chunks, progress=progress)
+        return self.client.push_blob(self.reference, descriptor, open_chunks, progress=progress, checked=checked)
 
-    def push_blob_bytes(self, media_type: str, data: bytes) -> Descriptor:
-        return self.client.push_blob_bytes(self.reference, media_type, data)
+    def push_blob_bytes(self, media_type: str, data: bytes, *, checked: bool = False) -> Descriptor:
+        return self.client.push_blob_bytes(self.reference, media_type, data, checked=checked)
+
+    # -- fewer round trips for a push (see ocimodel.transfer.upload) -------------------------------
+
+    def blob_exists_for_push(self, digest: str) -> bool:
+        return self.client.blob_exists_for_push(self.reference, digest)
 
     # -- registry-only capabilities --------------------------------------------------------------
 

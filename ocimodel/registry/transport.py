@@ -50,6 +50,9 @@ BodyFactory = Callable[[], Iterable[bytes]]
 T = TypeVar("T")
 
 MAX_ERROR_BODY = 64 * 1024
+# An unread body up to this size is read before closing, so that httpcore returns the connection
+# to the pool (closing a response mid-body drops the connection: a new TCP handshake per request).
+DRAIN_LIMIT = 64 * 1024
 _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _WARNING_RE = re.compile(r'^\s*299\s+\S+\s+"((?:[^"\\]|\\.)*)"')
@@ -87,6 +90,14 @@ def _error_detail(body: bytes) -> tuple[str | None, str]:
         text = body.decode("utf-8", "replace").strip().splitlines()
         return None, (text[0][:200] if text else "")
     return code or None, ": ".join(part for part in (code, message) if part)
+
+
+def _small_rest(response: httpx.Response) -> bool:
+    """True if the unread body is known to be empty or at most :data:`DRAIN_LIMIT` bytes."""
+    if response.request.method == "HEAD" or response.status_code in (204, 304):
+        return True
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= DRAIN_LIMIT
 
 
 def _same_origin(url: httpx.URL, op: Operation) -> bool:
@@ -210,7 +221,7 @@ class Transport:
                 raise self._transport_failure(exc, op) from None
             if is_retryable_status(response.status_code):
                 error = self.error(response, op)
-                response.close()
+                self.release(response)
                 raise RetryableFailure(NetworkError(str(error)), parse_retry_after(response.headers.get("retry-after")))
             return response
 
@@ -221,7 +232,23 @@ class Transport:
         try:
             yield response
         finally:
-            response.close()
+            self.release(response)
+
+    def release(self, response: httpx.Response) -> None:
+        """Close ``response``, first reading what is left of a small body so the connection is reused.
+
+        Only a body whose end is known and near (no body, or a ``Content-Length`` of at most
+        :data:`DRAIN_LIMIT`) is read, within the response deadline; anything else, or any
+        failure reading it, closes the connection instead.
+        """
+        if not response.is_closed and not response.is_stream_consumed and _small_rest(response):
+            try:
+                with self.timeouts.deadline():
+                    for _ in response.iter_raw():
+                        pass
+            except (httpx.HTTPError, httpx.StreamError):
+                pass  # the connection is dropped by close(): nothing lost but a reuse
+        response.close()
 
     def _authorized(
         self, method: str, url: httpx.URL, op: Operation, headers: dict[str, str], body: BodyFactory | None
@@ -237,7 +264,7 @@ class Transport:
         retry_with = auth.on_challenge(op.host, challenge, op.scopes, sent)
         if retry_with is None:
             return response  # unread: error() reports its body
-        response.close()
+        self.release(response)
         return self._follow(method, url, op, headers, body, retry_with)
 
     def _follow(
@@ -261,7 +288,7 @@ class Transport:
             location = response.headers.get("location")
             if response.status_code not in _REDIRECT_STATUSES or not location:
                 return response
-            response.close()
+            self.release(response)
             url = response.url.join(location)
             if response.status_code == 303:
                 method, body = "GET", None

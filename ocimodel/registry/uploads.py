@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 PIECE_SIZE = 1024 * 1024  # upload pieces: larger bodies make httpcore copy quadratically
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024  # PATCH size for the fallback (GHCR refuses > 4 MiB)
+# Blobs up to this size are first offered as one ``POST ?digest=`` with the body (one request);
+# small enough that a registry refusing it (and not reading the body) costs little.
+SINGLE_POST_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,42 @@ class Uploads:
     def __init__(self, transport: Transport, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         self.transport = transport
         self.chunk_size = chunk_size
+        self._no_single_post: set[str] = set()  # hosts that answered a single POST with a session
+
+    def _post_whole(self, ref: Reference, descriptor: Descriptor, body: UploadBody, op: Operation) -> UploadSession | None:
+        """The single-request upload (``POST ?digest=`` with the body); None once stored.
+
+        A registry without it answers 202 with an upload session instead (the spec's fallback;
+        distribution 2.8 does): that session is returned for the usual PUT, and the host is not
+        asked this way again.
+        """
+        url = self.transport.url(op, ref, "blobs", "uploads", "").copy_merge_params({"digest": descriptor.digest})
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(descriptor.size)}
+        with self.transport.open("POST", url, op, headers=headers, body=body.open, retry=False) as response:
+            if response.status_code == 201:
+                stored = response.headers.get("docker-content-digest", "")
+                if stored.startswith("sha256:") and stored != descriptor.digest:
+                    raise DigestMismatchError(
+                        f"registry {op.host} stored {op.noun} as {stored}, not {descriptor.digest}; refusing it"
+                    )
+                return None
+            location = response.headers.get("location")
+            if response.status_code != 202 or not location:
+                raise self._error(response, op)
+            self._no_single_post.add(op.host)
+            min_chunk = response.headers.get("oci-chunk-min-length", "")
+            return UploadSession(response.url.join(location), int(min_chunk) if min_chunk.isdigit() else 0)
 
     def upload(
         self, ref: Reference, descriptor: Descriptor, body: UploadBody, op: Operation, mount_from: str | None, chunked: bool
     ) -> None:
         """One whole upload attempt; RetryableFailure restarts it from the POST."""
-        session = self.start(ref, descriptor.digest, op, mount_from)
+        if not (chunked or mount_from) and descriptor.size <= SINGLE_POST_MAX and op.host not in self._no_single_post:
+            session = self._post_whole(ref, descriptor, body, op)
+            if session is None:
+                return
+        else:
+            session = self.start(ref, descriptor.digest, op, mount_from)
         if session is None:
             return  # mounted
         if not chunked:

@@ -207,13 +207,14 @@ def push(
         labels=dict(info.labels),
         metrics=dict(info.metrics),
         params=dict(info.params),
-        created=timestamp(_source_date_epoch()),
+        created=timestamp(epoch := _source_date_epoch()),
         files=tuple(pushed.files),
         lineage=lineage,
         tool={"name": "ocimodel", "version": __version__},
         scan=scan_summary(report) if report is not None else None,
     )
-    manifest = push_manifest(target, ref.tag, config, pushed.layers, manifest_annotations(config))
+    # Stamped with the current time, the config is new: no HEAD for it (a reproducible one may exist).
+    manifest = push_manifest(target, ref.tag, config, pushed.layers, manifest_annotations(config), new_config=epoch is None)
     return PushResult(
         reference=str(ref),
         digest=manifest.digest,

@@ -50,3 +50,24 @@ def test_push_and_pull_multi_gib_in_flat_memory(registry, repo, tmp_path, docker
 
     assert (dest / "big.bin").stat().st_size == SIZE
     assert digest(dest / "big.bin") == digest(model)
+
+
+@pytest.mark.slow
+def test_push_of_sixteen_large_files_at_concurrency_16_in_flat_memory(registry, repo, tmp_path, docker_config):
+    # 16 streams at once (each file over the streamed-upload threshold): memory is per stream
+    # (a few MiB of pieces), so even N=16 stays under the cap. (Pull at N=16 is the pull side's.)
+    model = tmp_path / "shards"
+    model.mkdir()
+    size = 72 * 1024 * 1024 + 7
+    for i in range(16):
+        with open(model / f"shard-{i:02d}.bin", "wb") as f:
+            f.write(os.urandom(1024 * 1024))
+            f.seek(size - 1024 * 1024)
+            f.write(os.urandom(1024 * 1024))
+    env = {**os.environ, "OCIMODEL_PLAIN_HTTP": "1", "DOCKER_CONFIG": str(docker_config), "OCIMODEL_CONCURRENCY": "16"}
+    ref = f"{registry.host}/{repo}:shards"
+
+    code, _, err, push_rss, _ = run_with_rusage(["push", str(model), ref, "--no-git"], env)
+    assert code == 0, err
+    assert push_rss < LIMIT_KIB, f"push at N=16 peaked at {push_rss // 1024} MiB"
+    print(f"push at N=16 peak RSS {push_rss // 1024} MiB")
