@@ -204,6 +204,8 @@ class OpcodeHandlers(SymbolicStack):
     def op_ADDITEMS(self) -> bool:
         items = self.pop_mark()
         target = self.top()
+        if not items:  # _pickle does nothing, whatever the target is (pickle.py would raise)
+            return False
         if isinstance(target, Global):
             self.hazard("ADDITEMS on an imported object: modifies a module-level object")
         if isinstance(target, set):
@@ -228,7 +230,9 @@ class OpcodeHandlers(SymbolicStack):
 
     def op_APPENDS(self) -> bool:
         items = self.pop_mark()
-        self._append(self.top(), items)
+        target = self.top()
+        if items:  # none: _pickle does nothing, whatever the target is, and reads on
+            self._append(target, items)
         return False
 
     def op_SETITEM(self) -> bool:
@@ -238,7 +242,9 @@ class OpcodeHandlers(SymbolicStack):
 
     def op_SETITEMS(self) -> bool:
         items = self.pop_mark()
-        self.setitems(self.top(), items)
+        target = self.top()
+        if items:  # none: _pickle does nothing, whatever the target is, and reads on
+            self.setitems(target, items)
         return False
 
     def text_index(self, op: str) -> int:

@@ -326,6 +326,19 @@ def test_walk_matches_cpython_unpicklers(ops):
     assert not missed or scan.verdict != "safe"
 
 
+
+@pytest.mark.parametrize("op", [b"e", b"u", b"\x90"])  # APPENDS, SETITEMS, ADDITEMS
+@pytest.mark.parametrize("target", [b"\x88", b"N", b"K\x01", g("os", "getcwd")])
+def test_an_empty_appends_on_any_object_does_not_hide_what_follows(op, target):
+    """_pickle does nothing for APPENDS, SETITEMS or ADDITEMS with no items, whatever is below
+    the mark (pickle.py raises): the walk must read on, as the C unpickler does, and see the
+    import that follows (found by hypothesis: NEWTRUE MARK APPENDS then GLOBAL os.system)."""
+    data = target + b"(" + op + b"cos\nsystem\n)R."
+    assert ("os", "system") in _cpython_globals(data)
+    scan = scan_bytes(data, "x.pkl")
+    assert {(x.module, x.name) for x in scan.globals} >= {("os", "system")} and scan.verdict == "dangerous"
+
+
 # -- judged by what the loader does, not by the first bytes ----------------------------------------
 
 
