@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import struct
 
 from process_helpers import run
 from test_safety import SYSTEM, safetensors
@@ -29,7 +30,9 @@ def test_scan_safe_dir_exits_0_and_reports_safe_formats(tmp_path):
     root.mkdir()
     (root / "model.safetensors").write_bytes(safetensors(1024))
     (root / "tokenizer.json").write_text('{"vocab": {}}')
-    (root / "model.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + os.urandom(64))
+    # A real GGUF header (version 3, 2 tensors, 5 key/values): fixed bytes, so the verdict
+    # cannot depend on what random bytes happen to spell when read as pickle opcodes.
+    (root / "model.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 2, 5) + bytes(range(64)))
     out = run("scan", str(root))
     assert out.returncode == 0, out.stderr
     for line in ("model.safetensors: SAFE safetensors", "tokenizer.json: SAFE json", "model.gguf: SAFE gguf"):
