@@ -29,8 +29,11 @@ registry-binary:
 demo: $(STAMP) registry-binary
 	BIN=$(BIN) bash examples/demo.sh
 
+# TEST_WORKERS pytest-xdist processes (each starts its own registries); TEST_WORKERS=0 runs
+# in this process, one test at a time.
+TEST_WORKERS ?= 4
 test: $(STAMP) registry-binary
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # The fast set only (tests/unit: no registry, no network; well under a minute).
 test-unit: $(STAMP)
